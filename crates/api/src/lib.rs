@@ -1,0 +1,17 @@
+//! Types shared by every Servin crate: typed identifiers, image references,
+//! the error taxonomy, and the Docker Engine API models (re-exported from
+//! `bollard-stubs`, which mirrors Docker's swagger).
+
+mod digest;
+mod error;
+mod reference;
+
+pub use bollard_stubs::models;
+pub use digest::{Digest, DigestError};
+pub use error::{Error, ErrorKind};
+pub use reference::{ImageRef, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
+
+/// Highest Docker Engine API version this engine speaks.
+pub const API_VERSION: &str = "1.45";
+/// Lowest Docker Engine API version this engine accepts.
+pub const MIN_API_VERSION: &str = "1.24";

@@ -1,0 +1,4 @@
+//! The image store: content blobs by digest, image metadata, layer snapshots,
+//! registry transfers and image archives.
+
+pub mod unpack;
