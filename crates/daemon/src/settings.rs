@@ -1,0 +1,119 @@
+//! The daemon's settings: flags over environment over the TOML config
+//! file, resolved once into typed values.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/servin";
+pub const DEFAULT_HOST: &str = "unix:///run/servin/servin.sock";
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "servind", version, about = "Servin engine daemon: the Docker Engine API on a unix socket")]
+pub struct Args {
+    /// Root of persistent state.
+    #[arg(long, env = "SERVIN_DATA_ROOT")]
+    pub data_root: Option<PathBuf>,
+    /// Socket(s) to listen on (unix:///path).
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// Where containers run: native, vm, or auto.
+    #[arg(long, value_parser = ["native", "vm", "auto"])]
+    pub mode: Option<String>,
+    /// Registry reached over plain HTTP (host[:port]); loopback ones always are.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Log filter (error, warn, info, debug, trace).
+    #[arg(long, short = 'l')]
+    pub log_level: Option<String>,
+    /// TOML settings file (default DATA_ROOT/servind.toml when present).
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
+}
+
+/// The optional TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSettings {
+    hosts: Option<Vec<String>>,
+    mode: Option<String>,
+    insecure_registries: Option<Vec<String>>,
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Native,
+    Vm,
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_root: PathBuf,
+    pub sockets: Vec<PathBuf>,
+    pub mode: Mode,
+    pub insecure_registries: Vec<String>,
+    pub log_level: String,
+}
+
+impl Settings {
+    pub fn resolve(args: Args) -> anyhow::Result<Self> {
+        let data_root = args.data_root.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT));
+        let file_path = args.config_file.clone().unwrap_or_else(|| data_root.join("servind.toml"));
+        let file: FileSettings = match std::fs::read_to_string(&file_path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("Invalid settings file {}", file_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config_file.is_none() => FileSettings::default(),
+            Err(e) => return Err(e).with_context(|| format!("Cannot read settings file {}", file_path.display())),
+        };
+        let hosts = if !args.hosts.is_empty() {
+            args.hosts
+        } else if let Some(h) = file.hosts {
+            h
+        } else {
+            vec![DEFAULT_HOST.to_string()]
+        };
+        let mut sockets = Vec::new();
+        for h in &hosts {
+            if let Some(p) = h.strip_prefix("unix://") {
+                if p.is_empty() {
+                    bail!("Invalid host {h:?}: the unix socket path is empty");
+                }
+                sockets.push(PathBuf::from(p));
+            } else if h.starts_with("tcp://") {
+                bail!("Refusing to listen on {h}: tcp:// needs TLS, which servind does not serve yet");
+            } else {
+                bail!("Invalid host {h:?}: expected unix:///path/to/socket");
+            }
+        }
+        let mode = match args.mode.or(file.mode).as_deref() {
+            None | Some("auto") => Mode::Auto,
+            Some("native") => Mode::Native,
+            Some("vm") => Mode::Vm,
+            Some(other) => bail!("Invalid mode {other:?}: expected native, vm or auto"),
+        };
+        let mut insecure_registries = file.insecure_registries.unwrap_or_default();
+        insecure_registries.extend(args.insecure_registries);
+        Ok(Self {
+            data_root,
+            sockets,
+            mode,
+            insecure_registries,
+            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+        })
+    }
+
+    pub fn engine_config(&self) -> servin_engine::EngineConfig {
+        servin_engine::EngineConfig {
+            data_root: self.data_root.clone(),
+            registries: servin_image::RegistryConfig {
+                insecure: self.insecure_registries.clone(),
+            },
+            build: servin_engine::BuildInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                git_commit: option_env!("SERVIN_GIT_COMMIT").unwrap_or("unknown").to_string(),
+            },
+        }
+    }
+}
