@@ -192,7 +192,7 @@ pub(crate) fn append_files<W: Write>(
 }
 
 /// A writer that hashes and counts what passes through it.
-pub struct HashWriter<W> {
+pub(crate) struct HashWriter<W> {
     inner: W,
     hasher: Sha256,
     len: u64,
@@ -226,7 +226,7 @@ impl<W: Write> Write for HashWriter<W> {
 }
 
 /// The compressor between the tar stream and the blob file.
-pub enum Encoder {
+pub(crate) enum Encoder {
     Gzip(flate2::write::GzEncoder<HashWriter<File>>),
     Zstd(zstd::Encoder<'static, HashWriter<File>>),
     Plain(HashWriter<File>),
