@@ -286,3 +286,16 @@ fn inspect_json(record: &ImageRecord, tags: &[String], config: &Value, store: &s
         "Metadata": {"LastTagTime": record.last_tag_time.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())},
     })
 }
+
+impl Engine {
+    /// `POST /auth`: checks credentials with the registry. The client keeps them.
+    pub async fn login(&self, server: &str, credentials: Credentials) -> Result<Value, Error> {
+        servin_image::registry::login(&self.config().registries, server, &credentials)
+            .await
+            .map_err(|e| match e {
+                servin_image::StoreError::Unauthorized(m) => Error::new(servin_api::ErrorKind::Unauthorized, m),
+                other => other.into(),
+            })?;
+        Ok(json!({"Status": "Login Succeeded", "IdentityToken": ""}))
+    }
+}

@@ -135,9 +135,14 @@ impl BlobWriter {
         self.written
     }
 
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_sha256(self.hasher.clone().finalize().into())
+    }
+
     /// Verifies the digest (when one is expected), syncs and publishes the blob.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<Digest, StoreError> {
-        let digest = Digest::from_sha256(self.hasher.clone().finalize().into());
+        let digest = self.digest();
         if let Some(want) = expected {
             if *want != digest {
                 return Err(StoreError::DigestMismatch {

@@ -16,7 +16,7 @@ pub enum StoreError {
     },
     #[error("Blob {0} is missing from the content store")]
     MissingBlob(Digest),
-    #[error("Digest mismatch: expected {expected}, got {actual}")]
+    #[error("Digest mismatch: expected {expected}, got {actual} (the content is corrupt or was altered)")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("No such image: {0}")]
     ImageNotFound(String),
@@ -59,7 +59,9 @@ impl StoreError {
             }
             StoreError::Unpack(_) => ErrorKind::InvalidArgument,
             StoreError::Conflict(_) => ErrorKind::Conflict,
-            StoreError::Unauthorized(_) => ErrorKind::Unauthorized,
+            // Not 401: the docker CLI answers a 401 on pull with an interactive
+            // login prompt; Docker itself reports registry auth failures as 500.
+            StoreError::Unauthorized(_) => ErrorKind::Unavailable,
             StoreError::Unsupported(_) => ErrorKind::Unsupported,
         }
     }

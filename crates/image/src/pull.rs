@@ -43,7 +43,23 @@ pub struct PullOutcome {
 }
 
 /// Pulls `req.reference` (normalised, default tag added by the caller).
+/// On failure, whatever the pull wrote is removed again.
 pub async fn pull(
+    store: &Arc<ImageStore>,
+    registries: &RegistryConfig,
+    req: &PullRequest,
+    progress: &ProgressSink,
+) -> Result<PullOutcome, StoreError> {
+    let result = pull_inner(store, registries, req, progress).await;
+    if result.is_err() {
+        if let Err(e) = store.discard_unreferenced() {
+            tracing::warn!(error = %e, "cleaning up after a failed pull");
+        }
+    }
+    result
+}
+
+async fn pull_inner(
     store: &Arc<ImageStore>,
     registries: &RegistryConfig,
     req: &PullRequest,
@@ -87,6 +103,12 @@ pub async fn pull(
         ParsedManifest::Image(m) => (raw, top_digest.clone(), m),
     };
 
+    // Everything this pull writes stays safe from other operations' garbage
+    // collection until the image is published (or the pull fails).
+    let pinned = [manifest_digest.clone(), parsed.config.digest.clone()]
+        .into_iter()
+        .chain(parsed.layers.iter().map(|l| l.digest.clone()));
+    let _pin = store.pin(pinned);
     let config = fetch_config(store, &client, &oref, &parsed, &shown).await?;
     let cfg = manifest::ImageConfigInfo::parse(&config, &parsed.config.digest)?;
     if let Some(p) = &req.platform {
@@ -97,6 +119,7 @@ pub async fn pull(
             )));
         }
     }
+    let _pin_layers = store.pin(cfg.diff_ids.iter().cloned());
     if cfg.diff_ids.len() != parsed.layers.len() {
         return Err(StoreError::InvalidImage(format!(
             "Image {shown} is invalid: its manifest lists {} layers but its config {} diff IDs",
@@ -266,7 +289,20 @@ impl LayerJob {
                 inner: ChannelReader { rx, current: Bytes::new() },
                 out: &mut writer,
             };
-            let (pending, size) = store.snapshots().unpack(&diff_id, &mut tee, &label)?;
+            let (pending, size) = match store.snapshots().unpack(&diff_id, &mut tee, &label) {
+                Ok(done) => done,
+                Err(e) => {
+                    // Corrupt bytes usually break the tar first: when the blob
+                    // itself does not match its digest, that is the real cause.
+                    let _ = io::copy(&mut tee, &mut io::sink());
+                    let actual = writer.digest();
+                    return Err(if actual != blob {
+                        StoreError::DigestMismatch { expected: blob, actual }
+                    } else {
+                        e
+                    });
+                }
+            };
             io::copy(&mut tee, &mut io::sink()).map_err(|e| StoreError::Registry(format!("Layer {label}: {e}")))?;
             writer.commit(Some(&blob))?;
             pending.commit()?;

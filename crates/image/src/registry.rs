@@ -3,7 +3,7 @@
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
 use servin_api::{Digest, ImageRef};
 
 use crate::StoreError;
@@ -142,5 +142,45 @@ pub(crate) fn map_error(what: &str, e: OciDistributionError) -> StoreError {
         }
         E::DigestError(d) => StoreError::Registry(format!("{what}: {d}")),
         other => StoreError::Registry(format!("{what}: {other}")),
+    }
+}
+
+/// Checks credentials against a registry, as `docker login` asks the daemon to.
+pub async fn login(registries: &RegistryConfig, server: &str, credentials: &Credentials) -> Result<(), StoreError> {
+    let host = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let host = match host {
+        "" | "index.docker.io" | "registry-1.docker.io" => servin_api::DEFAULT_REGISTRY,
+        h => h,
+    };
+    let probe = ImageRef::parse(&format!("{host}/library/login-probe"))
+        .map_err(|_| StoreError::InvalidArgument(format!("Invalid registry address {server:?}")))?;
+    let client = registries.client(probe.domain());
+    let oref = oci_ref(&probe);
+    let auth = credentials.to_oci();
+    let what = format!("login to {host}");
+    client
+        .auth(&oref, &auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| map_error(&what, e))?;
+    // Registries with basic auth only answer 401 on a real request.
+    match client.catalog(&oref, &auth, Some(1), None).await {
+        Err(e) => match map_error(&what, e) {
+            err @ (StoreError::Unauthorized(_) | StoreError::Registry(_)) if is_auth_failure(&err) => Err(err),
+            _ => Ok(()),
+        },
+        Ok(_) => Ok(()),
+    }
+}
+
+fn is_auth_failure(e: &StoreError) -> bool {
+    match e {
+        StoreError::Unauthorized(_) => true,
+        StoreError::Registry(m) => m.contains(" 401 ") || m.to_lowercase().contains("unauthorized"),
+        _ => false,
     }
 }

@@ -25,6 +25,29 @@ pub struct ImageStore {
     snapshots: Snapshotter,
     index_file: IndexFile,
     index: Mutex<Index>,
+    /// Digests that operations in flight have written but not yet
+    /// published (with a count per holder); garbage collection spares them.
+    pins: Mutex<std::collections::HashMap<Digest, usize>>,
+}
+
+/// Keeps digests safe from garbage collection while it lives.
+pub struct Pin<'a> {
+    store: &'a ImageStore,
+    digests: Vec<Digest>,
+}
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        let mut pins = self.store.pins.lock().unwrap_or_else(|p| p.into_inner());
+        for d in &self.digests {
+            if let Some(n) = pins.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    pins.remove(d);
+                }
+            }
+        }
+    }
 }
 
 impl ImageStore {
@@ -40,6 +63,7 @@ impl ImageStore {
             snapshots,
             index_file,
             index: Mutex::new(index),
+            pins: Mutex::new(Default::default()),
         };
         {
             let index = store.lock();
@@ -298,8 +322,25 @@ impl ImageStore {
         Ok(removed)
     }
 
-    fn is_pinned(&self, _digest: &Digest) -> bool {
-        false
+    fn is_pinned(&self, digest: &Digest) -> bool {
+        self.pins.lock().unwrap_or_else(|p| p.into_inner()).contains_key(digest)
+    }
+
+    /// Protects `digests` (blobs or diff IDs) from garbage collection until
+    /// the returned guard is dropped.
+    pub fn pin(&self, digests: impl IntoIterator<Item = Digest>) -> Pin<'_> {
+        let digests: Vec<Digest> = digests.into_iter().collect();
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        for d in &digests {
+            *pins.entry(d.clone()).or_default() += 1;
+        }
+        Pin { store: self, digests }
+    }
+
+    /// Removes whatever a failed operation left unreferenced and unpinned.
+    pub fn discard_unreferenced(&self) -> Result<(), StoreError> {
+        let index = self.lock();
+        self.collect_garbage(&index).map(drop)
     }
 
     /// The unpacked size of a layer whose blob and snapshot are both held.

@@ -17,6 +17,23 @@ pub fn routes() -> Router<Engine> {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/events", get(events))
+        .route("/auth", axum::routing::post(auth))
+}
+
+/// `POST /auth` with `{"username", "password", "serveraddress"}`.
+async fn auth(State(engine): State<Engine>, body: axum::body::Bytes) -> ApiResult<Json<serde_json::Value>> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("malformed JSON in request body: {e}")))?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let creds = if !s("identitytoken").is_empty() {
+        servin_image::Credentials::Token(s("identitytoken"))
+    } else {
+        servin_image::Credentials::Basic {
+            username: s("username"),
+            password: s("password"),
+        }
+    };
+    Ok(Json(engine.login(&s("serveraddress"), creds).await?))
 }
 
 async fn ping() -> Response {

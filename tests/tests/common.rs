@@ -1,0 +1,83 @@
+//! Shared set-up for the acceptance tests: a real registry, a busybox
+//! fixture pushed to it with skopeo, and our own daemon on a temp socket.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use servin_testkit::{Cli, Daemon, DaemonOpts, Fixture, Registry};
+
+pub struct Env {
+    pub registry: Registry,
+    pub daemon: Daemon,
+    pub docker: Cli,
+}
+
+impl Env {
+    pub fn start() -> Env {
+        let registry = Registry::start().expect("registry starts");
+        let daemon = Daemon::start(DaemonOpts::default()).expect("servind starts");
+        let docker = Cli::docker(&daemon.host()).expect("docker CLI");
+        Env {
+            registry,
+            daemon,
+            docker,
+        }
+    }
+
+    /// Pushes `fixture` as `REGISTRY/name` and returns that reference.
+    pub fn publish(&self, fixture: &Fixture, name: &str) -> String {
+        let r = self.registry.reference(name);
+        servin_testkit::push(fixture, &r).expect("skopeo push");
+        r
+    }
+
+    pub fn servin(&self) -> Cli {
+        Cli::servin(&self.daemon.host()).expect("servin CLI")
+    }
+}
+
+/// Every file under the store's data (blobs, snapshots, index) with its
+/// size, and the index's bytes: equal listings mean an unchanged store.
+pub fn store_state(data_root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for sub in ["content", "snapshots", "images"] {
+        walk(&data_root.join(sub), data_root, &mut out);
+    }
+    if let Ok(index) = std::fs::read_to_string(data_root.join("images/index.json")) {
+        out.insert("index.json contents".into(), index);
+    }
+    out
+}
+
+fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let meta = std::fs::symlink_metadata(&p).expect("stat");
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        out.insert(rel, format!("{}", meta.len()));
+        if meta.is_dir() {
+            walk(&p, root, out);
+        }
+    }
+}
+
+/// The file holding a blob in the registry's filesystem storage.
+pub fn registry_blob(registry: &Registry, digest: &str) -> PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    let mut stack = vec![registry.dir().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read registry dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == hex) && p.join("data").is_file() {
+                    return p.join("data");
+                }
+                stack.push(p);
+            }
+        }
+    }
+    panic!("blob {digest} not found in the registry's storage");
+}
