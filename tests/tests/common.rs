@@ -52,7 +52,9 @@ pub fn store_state(data_root: &Path) -> BTreeMap<String, String> {
 }
 
 fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let meta = std::fs::symlink_metadata(&p).expect("stat");

@@ -15,7 +15,11 @@ fn kill_during_pull_leaves_no_half_image() {
     require_tools!("docker", "docker-registry", "skopeo", "busybox");
     let mut env = Env::start();
     // Big enough that the pull is still streaming when we strike.
-    let fixture = ImageBuilder::new().gzip_level(1).random_layers(3, 24 << 20).build().unwrap();
+    let fixture = ImageBuilder::new()
+        .gzip_level(1)
+        .random_layers(3, 24 << 20)
+        .build()
+        .unwrap();
     let image = env.publish(&fixture, "big:latest");
     let config = tempfile::tempdir().unwrap();
 
@@ -29,7 +33,9 @@ fn kill_during_pull_leaves_no_half_image() {
     let ingest = env.daemon.data_root().join("content/ingest");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let busy = std::fs::read_dir(&ingest).map(|d| d.count() > 0).unwrap_or(false);
+        let busy = std::fs::read_dir(&ingest)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false);
         if busy {
             break;
         }
@@ -40,15 +46,29 @@ fn kill_during_pull_leaves_no_half_image() {
     let _ = pull.wait();
 
     env.daemon.restart().unwrap();
-    assert_eq!(env.docker.run(&["images", "-q"]).ok().out(), "", "a half-pulled image is visible");
+    assert_eq!(
+        env.docker.run(&["images", "-q"]).ok().out(),
+        "",
+        "a half-pulled image is visible"
+    );
     let state = store_state(&env.daemon.data_root());
     let leftovers: Vec<&String> = state
         .keys()
-        .filter(|k| k.starts_with("content/ingest/") || k.starts_with("content/blobs/sha256/") || k.starts_with("snapshots/"))
+        .filter(|k| {
+            k.starts_with("content/ingest/")
+                || k.starts_with("content/blobs/sha256/")
+                || k.starts_with("snapshots/")
+        })
         .collect();
-    assert!(leftovers.is_empty(), "leftovers after restart: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "leftovers after restart: {leftovers:?}"
+    );
 
     env.docker.run(&["pull", &image]).ok();
-    let id = env.docker.run(&["image", "inspect", "--format", "{{.Id}}", &image]).ok();
+    let id = env
+        .docker
+        .run(&["image", "inspect", "--format", "{{.Id}}", &image])
+        .ok();
     assert_eq!(id.out(), fixture.images()[0].config_digest);
 }

@@ -48,8 +48,13 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError(s.into()))?;
-        let ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError(s.into()))?;
+        let ok = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(DigestError(s.into()));
         }
@@ -99,7 +104,13 @@ mod tests {
 
     #[test]
     fn rejects_other_forms() {
-        for s in ["", "sha256:abc", "md5:e3b0", "sha256:../../../../etc/passwd", "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"] {
+        for s in [
+            "",
+            "sha256:abc",
+            "md5:e3b0",
+            "sha256:../../../../etc/passwd",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        ] {
             assert!(s.parse::<Digest>().is_err(), "{s}");
         }
     }

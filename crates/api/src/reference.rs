@@ -56,7 +56,10 @@ impl ImageRef {
         if domain.is_empty() || path.is_empty() || !valid_domain(domain) {
             return Err(ReferenceError::Format);
         }
-        if path.split('/').any(|c| !valid_path_component(&c.to_ascii_lowercase())) {
+        if path
+            .split('/')
+            .any(|c| !valid_path_component(&c.to_ascii_lowercase()))
+        {
             return Err(ReferenceError::Format);
         }
         if path.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -151,11 +154,7 @@ impl ImageRef {
 
 fn split_domain(name: &str) -> (&str, &str) {
     match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" =>
-        {
-            (first, rest)
-        }
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
         _ => (DEFAULT_REGISTRY, name),
     }
 }
@@ -165,7 +164,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 fn valid_domain(d: &str) -> bool {
@@ -179,14 +179,18 @@ fn valid_domain(d: &str) -> bool {
         }
     }
     if host.starts_with('[') && host.ends_with(']') {
-        return host[1..host.len() - 1].parse::<std::net::Ipv6Addr>().is_ok();
+        return host[1..host.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
     }
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
         })
 }
 
@@ -253,11 +257,20 @@ mod tests {
     fn normalises_like_docker() {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("user/app:1.0"), "docker.io/user/app:1.0");
-        assert_eq!(norm("127.0.0.1:5000/busybox"), "127.0.0.1:5000/busybox:latest");
+        assert_eq!(
+            norm("127.0.0.1:5000/busybox"),
+            "127.0.0.1:5000/busybox:latest"
+        );
         assert_eq!(norm("localhost/a/b:x"), "localhost/a/b:x");
-        assert_eq!(norm("docker.io/library/busybox:1"), "docker.io/library/busybox:1");
+        assert_eq!(
+            norm("docker.io/library/busybox:1"),
+            "docker.io/library/busybox:1"
+        );
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(norm(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
+        assert_eq!(
+            norm(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
         let r = ImageRef::parse("busybox:1").unwrap();
         assert_eq!(r.familiar(), "busybox:1");
         assert_eq!(r.familiar_repository(), "busybox");
@@ -269,7 +282,19 @@ mod tests {
             ImageRef::parse("UPPER/case").unwrap_err().to_string(),
             "invalid reference format: repository name (UPPER/case) must be lowercase"
         );
-        for bad in ["a::b", "", ":tag", "a/", "/a", "a//b", "a:b:c", "-a", "a@sha256:12", "a:-x", "exa mple"] {
+        for bad in [
+            "a::b",
+            "",
+            ":tag",
+            "a/",
+            "/a",
+            "a//b",
+            "a:b:c",
+            "-a",
+            "a@sha256:12",
+            "a:-x",
+            "exa mple",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad} should be refused");
         }
     }

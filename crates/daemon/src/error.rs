@@ -37,7 +37,11 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(message = %self.0.message, "request failed");
         }
-        (status, Json(serde_json::json!({ "message": self.0.message }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "message": self.0.message })),
+        )
+            .into_response()
     }
 }
 

@@ -33,7 +33,8 @@ impl ApiVersion {
 }
 
 /// Strips `/vX.Y` from the path after checking X.Y, and records it.
-fn route_version(mut req: Request) -> Result<Request, Response> {
+/// Fails with the message for a 400 when the version is out of range.
+fn route_version(mut req: Request) -> Result<Request, String> {
     let path = req.uri().path();
     let mut version = ApiVersion::current();
     if let Some(rest) = path.strip_prefix("/v") {
@@ -43,14 +44,14 @@ fn route_version(mut req: Request) -> Result<Request, Response> {
         };
         if let Some(v) = ApiVersion::parse(ver) {
             if v > ApiVersion::current() {
-                return Err(version_error(format!(
+                return Err(format!(
                     "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
-                )));
+                ));
             }
             if v < ApiVersion::min() {
-                return Err(version_error(format!(
+                return Err(format!(
                     "client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
-                )));
+                ));
             }
             version = v;
             let new_path = tail.to_string();
@@ -59,8 +60,10 @@ fn route_version(mut req: Request) -> Result<Request, Response> {
                 None => new_path,
             };
             let mut parts = req.uri().clone().into_parts();
-            parts.path_and_query = Some(pq.parse().map_err(|_| version_error("invalid request path".into()))?);
-            *req.uri_mut() = axum::http::Uri::from_parts(parts).map_err(|_| version_error("invalid request path".into()))?;
+            parts.path_and_query =
+                Some(pq.parse().map_err(|_| "invalid request path".to_string())?);
+            *req.uri_mut() = axum::http::Uri::from_parts(parts)
+                .map_err(|_| "invalid request path".to_string())?;
         }
     }
     req.extensions_mut().insert(version);
@@ -68,7 +71,11 @@ fn route_version(mut req: Request) -> Result<Request, Response> {
 }
 
 fn version_error(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "message": message }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({ "message": message })),
+    )
+        .into_response()
 }
 
 fn add_headers(mut resp: Response) -> Response {
@@ -95,7 +102,7 @@ pub async fn serve(engine: Engine, settings: &Settings) -> anyhow::Result<()> {
         async move {
             let resp = match route_version(req) {
                 Ok(req) => router.oneshot(req).await.unwrap_or_else(|e| match e {}),
-                Err(resp) => resp,
+                Err(message) => version_error(message),
             };
             Ok::<_, std::convert::Infallible>(add_headers(resp))
         }
@@ -119,10 +126,12 @@ pub async fn serve(engine: Engine, settings: &Settings) -> anyhow::Result<()> {
                 let svc = svc.clone();
                 tokio::spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(stream);
-                    let hyper_svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let svc = svc.clone();
-                        async move { svc.oneshot(req.map(Body::new)).await }
-                    });
+                    let hyper_svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let svc = svc.clone();
+                            async move { svc.oneshot(req.map(Body::new)).await }
+                        },
+                    );
                     let conn = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
                         .serve_connection(io, hyper_svc)
@@ -159,9 +168,11 @@ fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!("Another daemon is already listening on {}", path.display());
         }
-        std::fs::remove_file(path).with_context(|| format!("Cannot remove stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("Cannot remove stale socket {}", path.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("Cannot listen on {}", path.display()))?;
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("Cannot listen on {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("Cannot set permissions on {}", path.display()))?;

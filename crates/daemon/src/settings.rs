@@ -10,7 +10,11 @@ pub const DEFAULT_DATA_ROOT: &str = "/var/lib/servin";
 pub const DEFAULT_HOST: &str = "unix:///run/servin/servin.sock";
 
 #[derive(Debug, clap::Parser)]
-#[command(name = "servind", version, about = "Servin engine daemon: the Docker Engine API on a unix socket")]
+#[command(
+    name = "servind",
+    version,
+    about = "Servin engine daemon: the Docker Engine API on a unix socket"
+)]
 pub struct Args {
     /// Root of persistent state.
     #[arg(long, env = "SERVIN_DATA_ROOT")]
@@ -60,12 +64,23 @@ pub struct Settings {
 
 impl Settings {
     pub fn resolve(args: Args) -> anyhow::Result<Self> {
-        let data_root = args.data_root.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT));
-        let file_path = args.config_file.clone().unwrap_or_else(|| data_root.join("servind.toml"));
+        let data_root = args
+            .data_root
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT));
+        let file_path = args
+            .config_file
+            .clone()
+            .unwrap_or_else(|| data_root.join("servind.toml"));
         let file: FileSettings = match std::fs::read_to_string(&file_path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("Invalid settings file {}", file_path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config_file.is_none() => FileSettings::default(),
-            Err(e) => return Err(e).with_context(|| format!("Cannot read settings file {}", file_path.display())),
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("Invalid settings file {}", file_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config_file.is_none() => {
+                FileSettings::default()
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("Cannot read settings file {}", file_path.display()))
+            }
         };
         let hosts = if !args.hosts.is_empty() {
             args.hosts
@@ -82,7 +97,9 @@ impl Settings {
                 }
                 sockets.push(PathBuf::from(p));
             } else if h.starts_with("tcp://") {
-                bail!("Refusing to listen on {h}: tcp:// needs TLS, which servind does not serve yet");
+                bail!(
+                    "Refusing to listen on {h}: tcp:// needs TLS, which servind does not serve yet"
+                );
             } else {
                 bail!("Invalid host {h:?}: expected unix:///path/to/socket");
             }
@@ -100,7 +117,10 @@ impl Settings {
             sockets,
             mode,
             insecure_registries,
-            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            log_level: args
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
         })
     }
 
@@ -112,7 +132,9 @@ impl Settings {
             },
             build: servin_engine::BuildInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                git_commit: option_env!("SERVIN_GIT_COMMIT").unwrap_or("unknown").to_string(),
+                git_commit: option_env!("SERVIN_GIT_COMMIT")
+                    .unwrap_or("unknown")
+                    .to_string(),
             },
         }
     }

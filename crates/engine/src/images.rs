@@ -35,11 +35,16 @@ impl ImageFilter {
         }
         let v: Value = serde_json::from_str(filters)
             .map_err(|e| Error::invalid(format!("invalid filter: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| Error::invalid("invalid filter: not an object"))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::invalid("invalid filter: not an object"))?;
         let mut out = Vec::new();
         for (key, values) in obj {
             let values: Vec<String> = match values {
-                Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
                 Value::Object(o) => o.keys().cloned().collect(),
                 _ => return Err(Error::invalid(format!("invalid filter '{key}'"))),
             };
@@ -48,7 +53,9 @@ impl ImageFilter {
                     "dangling" => match val.as_str() {
                         "true" | "1" => ImageFilter::Dangling(true),
                         "false" | "0" => ImageFilter::Dangling(false),
-                        _ => return Err(Error::invalid(format!("invalid filter 'dangling={val}'"))),
+                        _ => {
+                            return Err(Error::invalid(format!("invalid filter 'dangling={val}'")))
+                        }
                     },
                     "reference" => ImageFilter::Reference(val),
                     "label" => match val.split_once('=') {
@@ -66,7 +73,9 @@ impl ImageFilter {
 }
 
 fn familiar(full: &str) -> String {
-    ImageRef::parse(full).map(|r| r.familiar()).unwrap_or_else(|_| full.to_string())
+    ImageRef::parse(full)
+        .map(|r| r.familiar())
+        .unwrap_or_else(|_| full.to_string())
 }
 
 /// Shell-style match of `pattern` against `name` (`*` stays within a path segment, as Go's path.Match).
@@ -114,9 +123,13 @@ impl Engine {
                 .unwrap_or_default();
             for f in &opts.filters {
                 let keep = match f {
-                    ImageFilter::Dangling(d) => (tags.is_empty() && record.repo_digests.is_empty()) == *d,
+                    ImageFilter::Dangling(d) => {
+                        (tags.is_empty() && record.repo_digests.is_empty()) == *d
+                    }
                     ImageFilter::Reference(p) => tags.iter().any(|t| {
-                        glob_match(p, t) || t.rsplit_once(':').is_some_and(|(repo, _)| glob_match(p, repo))
+                        glob_match(p, t)
+                            || t.rsplit_once(':')
+                                .is_some_and(|(repo, _)| glob_match(p, repo))
                     }),
                     ImageFilter::Label(k, v) => match v {
                         Some(v) => labels.get(k) == Some(v),
@@ -151,7 +164,12 @@ impl Engine {
         let store = self.image_store();
         let record = store.resolve(name)?;
         let config = store.config(&record.id)?;
-        Ok(inspect_json(&record, &store.tags_of(&record.id), &config, store))
+        Ok(inspect_json(
+            &record,
+            &store.tags_of(&record.id),
+            &config,
+            store,
+        ))
     }
 
     /// `POST /images/create?fromImage=…`: pulls, streaming progress.
@@ -166,7 +184,10 @@ impl Engine {
         let mut r = ImageRef::parse(reference).map_err(|e| Error::invalid(e.to_string()))?;
         if let Some(t) = tag.filter(|t| !t.is_empty()) {
             r = if t.starts_with("sha256:") {
-                r.with_digest(t.parse().map_err(|e: servin_api::DigestError| Error::invalid(e.to_string()))?)
+                r.with_digest(
+                    t.parse()
+                        .map_err(|e: servin_api::DigestError| Error::invalid(e.to_string()))?,
+                )
             } else {
                 r.with_tag(t).map_err(|e| Error::invalid(e.to_string()))?
             };
@@ -181,7 +202,13 @@ impl Engine {
             platform,
             credentials,
         };
-        let outcome = pull::pull(self.image_store(), &self.config().registries, &req, progress).await?;
+        let outcome = pull::pull(
+            self.image_store(),
+            &self.config().registries,
+            &req,
+            progress,
+        )
+        .await?;
         self.emit(Event::image("pull", &r.familiar(), Some(&r.familiar())));
         Ok(outcome)
     }
@@ -190,16 +217,24 @@ impl Engine {
     pub fn tag_image(&self, source: &str, repo: &str, tag: Option<&str>) -> Result<(), Error> {
         let target = ImageRef::parse(repo).map_err(|e| Error::invalid(e.to_string()))?;
         if target.digest().is_some() {
-            return Err(Error::invalid("refusing to create a tag with a digest reference"));
+            return Err(Error::invalid(
+                "refusing to create a tag with a digest reference",
+            ));
         }
         let target = match tag.filter(|t| !t.is_empty()) {
-            Some(t) => target.with_tag(t).map_err(|e| Error::invalid(e.to_string()))?,
+            Some(t) => target
+                .with_tag(t)
+                .map_err(|e| Error::invalid(e.to_string()))?,
             None => target.with_default_tag(),
         };
         let store = self.image_store();
         store.tag(source, &target)?;
         let id = store.resolve(&target.to_string())?.id;
-        self.emit(Event::image("tag", &id.to_string(), Some(&target.familiar())));
+        self.emit(Event::image(
+            "tag",
+            &id.to_string(),
+            Some(&target.familiar()),
+        ));
         Ok(())
     }
 
@@ -234,12 +269,18 @@ impl Engine {
         for f in &filters {
             match f {
                 ImageFilter::Dangling(d) => all = !d,
-                other => return Err(Error::invalid(format!("invalid filter for prune: {other:?}"))),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "invalid filter for prune: {other:?}"
+                    )))
+                }
             }
         }
         let (items, reclaimed) = self.image_store().prune(all, &|id| self.image_user(id))?;
         let deleted = self.delete_items(items);
-        Ok(json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { Value::Array(deleted) }, "SpaceReclaimed": reclaimed}))
+        Ok(
+            json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { Value::Array(deleted) }, "SpaceReclaimed": reclaimed}),
+        )
     }
 
     /// The image record and parsed config for a name, for other subsystems.
@@ -255,15 +296,29 @@ impl Engine {
     }
 }
 
-fn inspect_json(record: &ImageRecord, tags: &[String], config: &Value, store: &servin_image::ImageStore) -> Value {
-    let layers: Vec<String> = record.layers.iter().map(|l| l.diff_id.to_string()).collect();
+fn inspect_json(
+    record: &ImageRecord,
+    tags: &[String],
+    config: &Value,
+    store: &servin_image::ImageStore,
+) -> Value {
+    let layers: Vec<String> = record
+        .layers
+        .iter()
+        .map(|l| l.diff_id.to_string())
+        .collect();
     let lower: Vec<String> = record
         .layers
         .iter()
         .rev()
         .map(|l| store.snapshots().path(&l.diff_id).display().to_string())
         .collect();
-    let s = |k: &str| config.get(k).cloned().unwrap_or(Value::String(String::new()));
+    let s = |k: &str| {
+        config
+            .get(k)
+            .cloned()
+            .unwrap_or(Value::String(String::new()))
+    };
     json!({
         "Id": record.id.to_string(),
         "RepoTags": tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
@@ -293,7 +348,9 @@ impl Engine {
         servin_image::registry::login(&self.config().registries, server, &credentials)
             .await
             .map_err(|e| match e {
-                servin_image::StoreError::Unauthorized(m) => Error::new(servin_api::ErrorKind::Unauthorized, m),
+                servin_image::StoreError::Unauthorized(m) => {
+                    Error::new(servin_api::ErrorKind::Unauthorized, m)
+                }
                 other => other.into(),
             })?;
         Ok(json!({"Status": "Login Succeeded", "IdentityToken": ""}))

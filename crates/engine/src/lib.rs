@@ -46,7 +46,10 @@ impl Engine {
     /// interrupted operation.
     pub fn open(config: EngineConfig) -> Result<Self, servin_api::Error> {
         std::fs::create_dir_all(&config.data_root).map_err(|e| {
-            servin_api::Error::internal(format!("Cannot create data root {}: {e}", config.data_root.display()))
+            servin_api::Error::internal(format!(
+                "Cannot create data root {}: {e}",
+                config.data_root.display()
+            ))
         })?;
         let images = Arc::new(ImageStore::open(&config.data_root)?);
         let (events, _) = tokio::sync::broadcast::channel(1024);

@@ -26,8 +26,10 @@ fn os_pretty_name() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .unwrap_or_else(|| "Linux".into())
 }
@@ -46,7 +48,11 @@ fn mem_total() -> u64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
@@ -107,7 +113,9 @@ impl Engine {
         let insecure: Vec<String> = std::iter::once("127.0.0.0/8".to_string())
             .chain(cfg.registries.insecure.iter().cloned())
             .collect();
-        let nfd = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+        let nfd = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0);
         let id = self.daemon_id();
         json!({
             "ID": id,
@@ -187,7 +195,11 @@ impl Engine {
 
     /// Seconds since the engine opened.
     pub fn uptime(&self) -> u64 {
-        self.inner.started.elapsed().map(|d| d.as_secs()).unwrap_or(0)
+        self.inner
+            .started
+            .elapsed()
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 }
 

@@ -24,7 +24,9 @@ impl Engine {
         let base = ImageRef::parse(name).map_err(|e| Error::invalid(e.to_string()))?;
         let store = self.image_store();
         let targets: Vec<ImageRef> = match (tag, base.tag()) {
-            (Some(t), _) => vec![base.with_tag(t).map_err(|e| Error::invalid(e.to_string()))?],
+            (Some(t), _) => vec![base
+                .with_tag(t)
+                .map_err(|e| Error::invalid(e.to_string()))?],
             (None, Some(_)) => vec![base.clone()],
             (None, None) => {
                 let repo = base.repository();
@@ -46,13 +48,28 @@ impl Engine {
         let mut aux = Vec::new();
         for target in targets {
             let record = store.resolve(&target.to_string()).map_err(|_| {
-                Error::not_found(format!("An image does not exist locally with the tag: {}", target.familiar()))
+                Error::not_found(format!(
+                    "An image does not exist locally with the tag: {}",
+                    target.familiar()
+                ))
             })?;
-            let out = push::push(store, &self.config().registries, &target, &record, &credentials, progress).await?;
+            let out = push::push(
+                store,
+                &self.config().registries,
+                &target,
+                &record,
+                &credentials,
+                progress,
+            )
+            .await?;
             let t = target.tag().unwrap_or("latest").to_string();
             progress.status(format!("{t}: digest: {} size: {}", out.digest, out.size));
             aux.push(json!({"progressDetail": {}, "aux": {"Tag": t, "Digest": out.digest.to_string(), "Size": out.size}}));
-            self.emit(Event::image("push", &target.familiar(), Some(&target.familiar())));
+            self.emit(Event::image(
+                "push",
+                &target.familiar(),
+                Some(&target.familiar()),
+            ));
         }
         Ok(aux)
     }
@@ -98,12 +115,20 @@ impl Engine {
         };
         let opts = ImportOptions {
             tag: tag_ref.clone(),
-            changes: changes.iter().flat_map(|c| c.lines().map(str::to_string)).filter(|c| !c.trim().is_empty()).collect(),
+            changes: changes
+                .iter()
+                .flat_map(|c| c.lines().map(str::to_string))
+                .filter(|c| !c.trim().is_empty())
+                .collect(),
             message: message.map(str::to_string),
             platform: platform.map(Platform::parse).transpose()?,
         };
         let id = archive::import(self.image_store(), reader, &opts)?;
-        self.emit(Event::image("import", &id.to_string(), tag_ref.map(|t| t.familiar()).as_deref()));
+        self.emit(Event::image(
+            "import",
+            &id.to_string(),
+            tag_ref.map(|t| t.familiar()).as_deref(),
+        ));
         Ok(id)
     }
 
@@ -116,13 +141,24 @@ impl Engine {
             .iter()
             .filter_map(|t| ImageRef::parse(t).ok().map(|r| r.familiar()))
             .collect();
-        let history = config.get("history").and_then(|h| h.as_array()).cloned().unwrap_or_default();
+        let history = config
+            .get("history")
+            .and_then(|h| h.as_array())
+            .cloned()
+            .unwrap_or_default();
         let mut layer_sizes = record.layers.iter().map(|l| l.unpacked_size);
         let mut rows: Vec<Value> = history
             .iter()
             .map(|h| {
-                let empty = h.get("empty_layer").and_then(|e| e.as_bool()).unwrap_or(false);
-                let size = if empty { 0 } else { layer_sizes.next().unwrap_or(0) };
+                let empty = h
+                    .get("empty_layer")
+                    .and_then(|e| e.as_bool())
+                    .unwrap_or(false);
+                let size = if empty {
+                    0
+                } else {
+                    layer_sizes.next().unwrap_or(0)
+                };
                 let created = h
                     .get("created")
                     .and_then(|c| c.as_str())

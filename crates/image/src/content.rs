@@ -25,7 +25,8 @@ impl ContentStore {
         let store = Self {
             root: root.to_path_buf(),
         };
-        fs::create_dir_all(store.blobs_dir()).map_err(|e| StoreError::io("create", &store.root, e))?;
+        fs::create_dir_all(store.blobs_dir())
+            .map_err(|e| StoreError::io("create", &store.root, e))?;
         let ingest = store.ingest_dir();
         if ingest.exists() {
             fs::remove_dir_all(&ingest).map_err(|e| StoreError::io("clean", &ingest, e))?;
@@ -79,13 +80,16 @@ impl ContentStore {
     /// Stores a small blob held in memory and returns its digest.
     pub fn put(&self, data: &[u8]) -> Result<Digest, StoreError> {
         let mut w = self.writer()?;
-        w.write_all(data).map_err(|e| StoreError::io("write", &w.path, e))?;
+        w.write_all(data)
+            .map_err(|e| StoreError::io("write", &w.path, e))?;
         w.commit(None)
     }
 
     /// Starts an ingest: bytes written to the writer are hashed as they go.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let path = self.ingest_dir().join(format!("{:016x}", rand::random::<u64>()));
+        let path = self
+            .ingest_dir()
+            .join(format!("{:016x}", rand::random::<u64>()));
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -115,7 +119,11 @@ impl ContentStore {
         let entries = fs::read_dir(&dir).map_err(|e| StoreError::io("list", &dir, e))?;
         Ok(entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| format!("sha256:{}", e.file_name().to_string_lossy()).parse().ok())
+            .filter_map(|e| {
+                format!("sha256:{}", e.file_name().to_string_lossy())
+                    .parse()
+                    .ok()
+            })
             .collect())
     }
 }
@@ -152,7 +160,8 @@ impl BlobWriter {
             }
         }
         let file = self.file.take().expect("commit once");
-        file.sync_all().map_err(|e| StoreError::io("sync", &self.path, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("sync", &self.path, e))?;
         drop(file);
         let dest = self.store.path(&digest);
         fs::rename(&self.path, &dest).map_err(|e| StoreError::io("publish", &dest, e))?;

@@ -54,9 +54,9 @@ impl StoreError {
             StoreError::Io { .. } | StoreError::MissingBlob(_) => ErrorKind::Internal,
             StoreError::DigestMismatch { .. } | StoreError::Registry(_) => ErrorKind::Unavailable,
             StoreError::ImageNotFound(_) | StoreError::NotFound(_) => ErrorKind::NotFound,
-            StoreError::Reference(_) | StoreError::InvalidArgument(_) | StoreError::InvalidImage(_) => {
-                ErrorKind::InvalidArgument
-            }
+            StoreError::Reference(_)
+            | StoreError::InvalidArgument(_)
+            | StoreError::InvalidImage(_) => ErrorKind::InvalidArgument,
             StoreError::Unpack(_) => ErrorKind::InvalidArgument,
             StoreError::Conflict(_) => ErrorKind::Conflict,
             // Not 401: the docker CLI answers a 401 on pull with an interactive

@@ -1,6 +1,7 @@
 //! The image store: content blobs by digest, image metadata, layer snapshots,
 //! registry transfers and image archives.
 
+pub mod archive;
 pub mod content;
 mod error;
 pub mod manifest;

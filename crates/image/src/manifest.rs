@@ -33,9 +33,12 @@ impl Descriptor {
     fn from_oci(d: &OciDescriptor) -> Result<Self, StoreError> {
         Ok(Self {
             media_type: d.media_type.clone(),
-            digest: d.digest.parse().map_err(|e| StoreError::InvalidImage(format!("Manifest has a bad descriptor: {e}")))?,
-            size: u64::try_from(d.size)
-                .map_err(|_| StoreError::InvalidImage(format!("Descriptor {} has a negative size", d.digest)))?,
+            digest: d.digest.parse().map_err(|e| {
+                StoreError::InvalidImage(format!("Manifest has a bad descriptor: {e}"))
+            })?,
+            size: u64::try_from(d.size).map_err(|_| {
+                StoreError::InvalidImage(format!("Descriptor {} has a negative size", d.digest))
+            })?,
         })
     }
 
@@ -57,10 +60,13 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
 }
 
+/// The platform an index entry is for: os, architecture, variant.
+pub type EntryPlatform = (String, String, Option<String>);
+
 /// A manifest list / image index.
 #[derive(Debug, Clone)]
 pub struct Index {
-    pub entries: Vec<(Digest, Option<(String, String, Option<String>)>)>,
+    pub entries: Vec<(Digest, Option<EntryPlatform>)>,
 }
 
 impl Index {
@@ -68,7 +74,10 @@ impl Index {
     pub fn select(&self, want: &Platform) -> Option<Digest> {
         self.entries
             .iter()
-            .find(|(_, p)| p.as_ref().is_some_and(|(os, arch, v)| want.matches(os, arch, v.as_deref())))
+            .find(|(_, p)| {
+                p.as_ref()
+                    .is_some_and(|(os, arch, v)| want.matches(os, arch, v.as_deref()))
+            })
             .map(|(d, _)| d.clone())
     }
 }
@@ -79,11 +88,18 @@ pub enum ParsedManifest {
 }
 
 pub fn parse(raw: &[u8]) -> Result<ParsedManifest, StoreError> {
-    let m: OciManifest = serde_json::from_slice(raw)
-        .map_err(|e| StoreError::InvalidImage(format!("Registry sent a manifest that cannot be parsed: {e}")))?;
+    let m: OciManifest = serde_json::from_slice(raw).map_err(|e| {
+        StoreError::InvalidImage(format!(
+            "Registry sent a manifest that cannot be parsed: {e}"
+        ))
+    })?;
     match m {
         OciManifest::Image(img) => {
-            let layers = img.layers.iter().map(Descriptor::from_oci).collect::<Result<Vec<_>, _>>()?;
+            let layers = img
+                .layers
+                .iter()
+                .map(Descriptor::from_oci)
+                .collect::<Result<Vec<_>, _>>()?;
             for l in &layers {
                 if l.media_type.contains("foreign") {
                     return Err(StoreError::Unsupported(format!(
@@ -93,7 +109,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedManifest, StoreError> {
                 }
             }
             Ok(ParsedManifest::Image(Manifest {
-                media_type: img.media_type.clone().unwrap_or_else(|| OCI_MANIFEST.into()),
+                media_type: img
+                    .media_type
+                    .clone()
+                    .unwrap_or_else(|| OCI_MANIFEST.into()),
                 config: Descriptor::from_oci(&img.config)?,
                 layers,
             }))
@@ -101,11 +120,16 @@ pub fn parse(raw: &[u8]) -> Result<ParsedManifest, StoreError> {
         OciManifest::ImageIndex(idx) => {
             let mut entries = Vec::new();
             for e in &idx.manifests {
-                let d: Digest = e
-                    .digest
-                    .parse()
-                    .map_err(|err| StoreError::InvalidImage(format!("Manifest list has a bad entry: {err}")))?;
-                let p = e.platform.as_ref().map(|p| (p.os.to_string(), p.architecture.to_string(), p.variant.clone()));
+                let d: Digest = e.digest.parse().map_err(|err| {
+                    StoreError::InvalidImage(format!("Manifest list has a bad entry: {err}"))
+                })?;
+                let p = e.platform.as_ref().map(|p| {
+                    (
+                        p.os.to_string(),
+                        p.architecture.to_string(),
+                        p.variant.clone(),
+                    )
+                });
                 entries.push((d, p));
             }
             Ok(ParsedManifest::Index(Index { entries }))
@@ -124,7 +148,8 @@ pub struct ImageConfigInfo {
 
 impl ImageConfigInfo {
     pub fn parse(raw: &[u8], id: &Digest) -> Result<Self, StoreError> {
-        let bad = |why: String| StoreError::InvalidImage(format!("Image config {id} is invalid: {why}"));
+        let bad =
+            |why: String| StoreError::InvalidImage(format!("Image config {id} is invalid: {why}"));
         let v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| bad(e.to_string()))?;
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         let diff_ids = v

@@ -81,7 +81,10 @@ impl IndexFile {
     pub fn load(&self) -> Result<Index, StoreError> {
         match fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                StoreError::InvalidImage(format!("Image index {} is corrupt: {e}", self.path.display()))
+                StoreError::InvalidImage(format!(
+                    "Image index {} is corrupt: {e}",
+                    self.path.display()
+                ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(StoreError::io("read", &self.path, e)),

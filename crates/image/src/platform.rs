@@ -34,8 +34,17 @@ impl Platform {
     /// Parses `os[/arch[/variant]]` as `--platform` takes it.
     pub fn parse(s: &str) -> Result<Self, StoreError> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || StoreError::InvalidArgument(format!("\"{s}\": unknown operating system or architecture: invalid argument"));
-        if parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')) {
+        let bad = || {
+            StoreError::InvalidArgument(format!(
+                "\"{s}\": unknown operating system or architecture: invalid argument"
+            ))
+        };
+        if parts.iter().any(|p| {
+            p.is_empty()
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        }) {
             return Err(bad());
         }
         let host = Self::host();
@@ -95,7 +104,9 @@ mod tests {
         assert!(p.matches("linux", "arm64", Some("v8")));
         assert!(p.matches("linux", "aarch64", None));
         assert!(!p.matches("linux", "amd64", None));
-        assert!(Platform::parse("linux/x86_64").unwrap().matches("linux", "amd64", None));
+        assert!(Platform::parse("linux/x86_64")
+            .unwrap()
+            .matches("linux", "amd64", None));
         assert!(Platform::parse("plan9//").is_err());
         assert!(Platform::parse("beos/amd64").is_err());
     }

@@ -76,12 +76,17 @@ async fn pull_inner(
         .or_else(|| reference.tag().map(str::to_string))
         .unwrap_or_default();
     let (raw, top_digest) = fetch_manifest(&client, &oref, &auth, reference, &shown).await?;
-    progress.item(&tag_or_digest, &format!("Pulling from {}", reference.path()));
+    progress.item(
+        &tag_or_digest,
+        &format!("Pulling from {}", reference.path()),
+    );
     let want = req.platform.clone().unwrap_or_else(Platform::host);
     let (manifest_bytes, manifest_digest, parsed) = match manifest::parse(&raw)? {
         ParsedManifest::Index(index) => {
             let entry = index.select(&want).ok_or_else(|| {
-                StoreError::NotFound(format!("no matching manifest for {want} in the manifest list entries"))
+                StoreError::NotFound(format!(
+                    "no matching manifest for {want} in the manifest list entries"
+                ))
             })?;
             let r = oci_ref_digest(reference, &entry);
             let (raw, digest) = fetch_manifest(&client, &r, &auth, reference, &shown).await?;
@@ -169,7 +174,9 @@ async fn pull_inner(
                 first_error.get_or_insert(e);
             }
             Err(join) => {
-                first_error.get_or_insert(StoreError::Registry(format!("Layer download task failed: {join}")));
+                first_error.get_or_insert(StoreError::Registry(format!(
+                    "Layer download task failed: {join}"
+                )));
             }
         }
     }
@@ -187,7 +194,11 @@ async fn pull_inner(
         repo_digests: vec![format!("{}@{}", reference.repository(), top_digest)],
         last_tag_time: None,
     };
-    let tags: Vec<ImageRef> = reference.tag().map(|_| reference.clone()).into_iter().collect();
+    let tags: Vec<ImageRef> = reference
+        .tag()
+        .map(|_| reference.clone())
+        .into_iter()
+        .collect();
     let new = store.commit_image(record, &tags)?;
     progress.status(format!("Digest: {top_digest}"));
     if new || existing.is_none() || downloaded {
@@ -239,7 +250,10 @@ async fn fetch_config(
         return store.content().read(d);
     }
     if m.config.size > 16 * 1024 * 1024 {
-        return Err(StoreError::InvalidImage(format!("Image config {d} of {shown} is too large ({} bytes)", m.config.size)));
+        return Err(StoreError::InvalidImage(format!(
+            "Image config {d} of {shown} is too large ({} bytes)",
+            m.config.size
+        )));
     }
     let mut buf = Vec::new();
     client
@@ -286,7 +300,10 @@ impl LayerJob {
         let unpacker = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
             let mut writer = store.content().writer()?;
             let mut tee = TeeReader {
-                inner: ChannelReader { rx, current: Bytes::new() },
+                inner: ChannelReader {
+                    rx,
+                    current: Bytes::new(),
+                },
                 out: &mut writer,
             };
             let (pending, size) = match store.snapshots().unpack(&diff_id, &mut tee, &label) {
@@ -297,13 +314,17 @@ impl LayerJob {
                     let _ = io::copy(&mut tee, &mut io::sink());
                     let actual = writer.digest();
                     return Err(if actual != blob {
-                        StoreError::DigestMismatch { expected: blob, actual }
+                        StoreError::DigestMismatch {
+                            expected: blob,
+                            actual,
+                        }
                     } else {
                         e
                     });
                 }
             };
-            io::copy(&mut tee, &mut io::sink()).map_err(|e| StoreError::Registry(format!("Layer {label}: {e}")))?;
+            io::copy(&mut tee, &mut io::sink())
+                .map_err(|e| StoreError::Registry(format!("Layer {label}: {e}")))?;
             writer.commit(Some(&blob))?;
             pending.commit()?;
             Ok(size)
@@ -317,7 +338,8 @@ impl LayerJob {
                     received += b.len() as u64;
                     if last.elapsed() > Duration::from_millis(100) {
                         last = Instant::now();
-                        self.progress.bytes(&short, "Downloading", received, Some(total));
+                        self.progress
+                            .bytes(&short, "Downloading", received, Some(total));
                     }
                     Ok(b)
                 }
@@ -338,17 +360,22 @@ impl LayerJob {
         drop(tx);
         let unpacked = unpacker
             .await
-            .map_err(|e| StoreError::Registry(format!("Layer {} unpacker failed: {e}", self.layer.digest)))?
+            .map_err(|e| {
+                StoreError::Registry(format!("Layer {} unpacker failed: {e}", self.layer.digest))
+            })?
             .map_err(|e| match e {
-                StoreError::Io { op, path, source } if op == "read" || op == "decompress" => StoreError::Registry(format!(
-                    "Failed to pull layer {}: {source}",
-                    path.display()
-                )),
+                StoreError::Io { op, path, source } if op == "read" || op == "decompress" => {
+                    StoreError::Registry(format!(
+                        "Failed to pull layer {}: {source}",
+                        path.display()
+                    ))
+                }
                 other => other,
             })?;
         self.progress.item(&short, "Verifying Checksum");
         self.progress.item(&short, "Download complete");
-        self.progress.bytes(&short, "Extracting", total, Some(total));
+        self.progress
+            .bytes(&short, "Extracting", total, Some(total));
         self.progress.item(&short, "Pull complete");
         Ok(LayerRecord {
             blob: self.layer.digest.clone(),

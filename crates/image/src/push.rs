@@ -33,7 +33,10 @@ pub async fn push(
     let shown = target.familiar();
     let client = registries.client(target.domain());
     let oref = oci_ref(target);
-    progress.status(format!("The push refers to repository [{}]", target.repository()));
+    progress.status(format!(
+        "The push refers to repository [{}]",
+        target.repository()
+    ));
     client
         .auth(&oref, &credentials.to_oci(), RegistryOperation::Push)
         .await
@@ -91,10 +94,12 @@ pub async fn push(
     }
     let manifest = store.content().read(&record.manifest)?;
     let size = manifest.len() as u64;
-    let content_type = record
-        .manifest_media_type
-        .parse()
-        .map_err(|_| StoreError::InvalidImage(format!("Manifest media type {:?} is invalid", record.manifest_media_type)))?;
+    let content_type = record.manifest_media_type.parse().map_err(|_| {
+        StoreError::InvalidImage(format!(
+            "Manifest media type {:?} is invalid",
+            record.manifest_media_type
+        ))
+    })?;
     client
         .push_manifest_raw(&oref, manifest, content_type)
         .await

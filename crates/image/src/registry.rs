@@ -13,7 +13,10 @@ use crate::StoreError;
 pub enum Credentials {
     #[default]
     Anonymous,
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// An identity token or registry token used as a bearer token.
     Token(String),
 }
@@ -32,7 +35,9 @@ impl Credentials {
     pub(crate) fn to_oci(&self) -> RegistryAuth {
         match self {
             Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+            Credentials::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
             Credentials::Token(t) => RegistryAuth::Bearer(t.clone()),
         }
     }
@@ -55,7 +60,9 @@ impl RegistryConfig {
             }
         });
         host == "localhost"
-            || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
             || host == "[::1]"
             || self.insecure.iter().any(|i| i == domain || i == host)
     }
@@ -81,7 +88,11 @@ pub(crate) fn oci_ref(r: &ImageRef) -> Reference {
     match (r.tag(), r.digest()) {
         (_, Some(d)) => Reference::with_digest(r.domain().into(), r.path().into(), d.to_string()),
         (Some(t), None) => Reference::with_tag(r.domain().into(), r.path().into(), t.into()),
-        (None, None) => Reference::with_tag(r.domain().into(), r.path().into(), servin_api::DEFAULT_TAG.into()),
+        (None, None) => Reference::with_tag(
+            r.domain().into(),
+            r.path().into(),
+            servin_api::DEFAULT_TAG.into(),
+        ),
     }
 }
 
@@ -97,12 +108,18 @@ pub(crate) fn map_error(what: &str, e: OciDistributionError) -> StoreError {
         E::UnauthorizedError { url } => StoreError::Unauthorized(format!(
             "{what}: unauthorized: authentication required (registry answered 401 for {url})"
         )),
-        E::AuthenticationFailure(m) => StoreError::Unauthorized(format!("{what}: unauthorized: {m}")),
+        E::AuthenticationFailure(m) => {
+            StoreError::Unauthorized(format!("{what}: unauthorized: {m}"))
+        }
         E::ImageManifestNotFoundError(_) => {
             StoreError::NotFound(format!("manifest for {what} not found: manifest unknown"))
         }
         E::RegistryError { envelope, url } => {
-            let codes: Vec<String> = envelope.errors.iter().map(|e| format!("{:?}", e.code).to_lowercase()).collect();
+            let codes: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}", e.code).to_lowercase())
+                .collect();
             let text = envelope
                 .errors
                 .iter()
@@ -118,15 +135,19 @@ pub(crate) fn map_error(what: &str, e: OciDistributionError) -> StoreError {
                 StoreError::Registry(format!("{what}: registry error at {url}: {text}"))
             }
         }
-        E::ServerError { code, url, message } if code == 404 => {
-            StoreError::NotFound(format!("manifest for {what} not found: {message} ({url})"))
-        }
+        E::ServerError {
+            code: 404,
+            url,
+            message,
+        } => StoreError::NotFound(format!("manifest for {what} not found: {message} ({url})")),
         E::ServerError { code, url, message } if code == 401 || code == 403 => {
-            StoreError::Unauthorized(format!("{what}: unauthorized: {message} ({url}, status {code})"))
+            StoreError::Unauthorized(format!(
+                "{what}: unauthorized: {message} ({url}, status {code})"
+            ))
         }
-        E::ServerError { code, url, message } => {
-            StoreError::Registry(format!("{what}: registry answered {code} for {url}: {message}"))
-        }
+        E::ServerError { code, url, message } => StoreError::Registry(format!(
+            "{what}: registry answered {code} for {url}: {message}"
+        )),
         E::RequestError(re) => {
             let mut msg = re.to_string();
             let mut src = std::error::Error::source(&re);
@@ -146,7 +167,11 @@ pub(crate) fn map_error(what: &str, e: OciDistributionError) -> StoreError {
 }
 
 /// Checks credentials against a registry, as `docker login` asks the daemon to.
-pub async fn login(registries: &RegistryConfig, server: &str, credentials: &Credentials) -> Result<(), StoreError> {
+pub async fn login(
+    registries: &RegistryConfig,
+    server: &str,
+    credentials: &Credentials,
+) -> Result<(), StoreError> {
     let host = server
         .trim_start_matches("https://")
         .trim_start_matches("http://")
@@ -170,7 +195,11 @@ pub async fn login(registries: &RegistryConfig, server: &str, credentials: &Cred
     // Registries with basic auth only answer 401 on a real request.
     match client.catalog(&oref, &auth, Some(1), None).await {
         Err(e) => match map_error(&what, e) {
-            err @ (StoreError::Unauthorized(_) | StoreError::Registry(_)) if is_auth_failure(&err) => Err(err),
+            err @ (StoreError::Unauthorized(_) | StoreError::Registry(_))
+                if is_auth_failure(&err) =>
+            {
+                Err(err)
+            }
             _ => Ok(()),
         },
         Ok(_) => Ok(()),

@@ -57,10 +57,15 @@ impl Snapshotter {
     }
 
     pub fn list(&self) -> Result<Vec<Digest>, StoreError> {
-        let entries = fs::read_dir(&self.root).map_err(|e| StoreError::io("list", &self.root, e))?;
+        let entries =
+            fs::read_dir(&self.root).map_err(|e| StoreError::io("list", &self.root, e))?;
         Ok(entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| format!("sha256:{}", e.file_name().to_string_lossy()).parse().ok())
+            .filter_map(|e| {
+                format!("sha256:{}", e.file_name().to_string_lossy())
+                    .parse()
+                    .ok()
+            })
             .collect())
     }
 
@@ -79,9 +84,15 @@ impl Snapshotter {
     /// checking that the uncompressed tar has digest `diff_id`. The
     /// snapshot becomes visible only when the returned handle is committed.
     /// Also returns the bytes of file content written.
-    pub fn unpack(&self, diff_id: &Digest, reader: impl Read, layer: &str) -> Result<(PendingSnapshot, u64), StoreError> {
+    pub fn unpack(
+        &self,
+        diff_id: &Digest,
+        reader: impl Read,
+        layer: &str,
+    ) -> Result<(PendingSnapshot, u64), StoreError> {
         let pending = self.prepare(diff_id)?;
-        let source = decompress(reader).map_err(|e| StoreError::io("decompress", Path::new(layer), e))?;
+        let source =
+            decompress(reader).map_err(|e| StoreError::io("decompress", Path::new(layer), e))?;
         let mut hashing = HashingReader::new(source);
         let stats = unpack::unpack_layer(&mut hashing, &pending.tmp, WhiteoutMode::Overlay, layer)?;
         // Drain trailing padding so the digest covers the whole tar.
@@ -97,9 +108,11 @@ impl Snapshotter {
     }
 
     fn prepare(&self, diff_id: &Digest) -> Result<PendingSnapshot, StoreError> {
-        let tmp = self
-            .root
-            .join(format!(".tmp-{}-{:08x}", diff_id.short(), rand::random::<u32>()));
+        let tmp = self.root.join(format!(
+            ".tmp-{}-{:08x}",
+            diff_id.short(),
+            rand::random::<u32>()
+        ));
         fs::create_dir(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
         Ok(PendingSnapshot {
             tmp,
@@ -138,7 +151,12 @@ impl PendingSnapshot {
                 Ok(())
             }
             // Another pull unpacked the same layer first: theirs is as good as ours.
-            Err(e) if self.target.is_dir() && matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => Ok(()),
+            Err(e)
+                if self.target.is_dir()
+                    && matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(StoreError::io("publish", &self.target, e)),
         }
     }

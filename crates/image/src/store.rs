@@ -114,8 +114,9 @@ impl ImageStore {
     /// The image's config blob, parsed.
     pub fn config(&self, id: &Digest) -> Result<serde_json::Value, StoreError> {
         let bytes = self.content.read(id)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::InvalidImage(format!("Image config {id} is not valid JSON: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            StoreError::InvalidImage(format!("Image config {id} is not valid JSON: {e}"))
+        })
     }
 
     /// Publishes an image whose blobs and snapshots are all in place, and
@@ -133,7 +134,10 @@ impl ImageStore {
         let mut next = index.clone();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let is_new = !next.images.contains_key(&record.id);
-        let entry = next.images.entry(record.id.clone()).or_insert_with(|| record.clone());
+        let entry = next
+            .images
+            .entry(record.id.clone())
+            .or_insert_with(|| record.clone());
         for rd in &record.repo_digests {
             if !entry.repo_digests.contains(rd) {
                 entry.repo_digests.push(rd.clone());
@@ -158,7 +162,8 @@ impl ImageStore {
         let mut next = index.clone();
         next.tags.insert(target.to_string(), id.clone());
         if let Some(r) = next.images.get_mut(&id) {
-            r.last_tag_time = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+            r.last_tag_time =
+                Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
         }
         self.index_file.save(&next)?;
         *index = next;
@@ -179,7 +184,10 @@ impl ImageStore {
         let mut items = Vec::new();
         let tags = next.tags_of(&record.id);
         let by_name = ImageRef::parse(name).ok().map(|r| r.with_default_tag());
-        let named_tag = by_name.as_ref().map(|r| r.to_string()).filter(|t| tags.contains(t));
+        let named_tag = by_name
+            .as_ref()
+            .map(|r| r.to_string())
+            .filter(|t| tags.contains(t));
 
         if let Some(tag) = &named_tag {
             let user = in_use(&record.id);
@@ -323,7 +331,10 @@ impl ImageStore {
     }
 
     fn is_pinned(&self, digest: &Digest) -> bool {
-        self.pins.lock().unwrap_or_else(|p| p.into_inner()).contains_key(digest)
+        self.pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(digest)
     }
 
     /// Protects `digests` (blobs or diff IDs) from garbage collection until
@@ -334,7 +345,10 @@ impl ImageStore {
         for d in &digests {
             *pins.entry(d.clone()).or_default() += 1;
         }
-        Pin { store: self, digests }
+        Pin {
+            store: self,
+            digests,
+        }
     }
 
     /// Removes whatever a failed operation left unreferenced and unpinned.
@@ -365,7 +379,9 @@ pub(crate) fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(e.path()),
@@ -378,7 +394,9 @@ pub(crate) fn dir_size(dir: &Path) -> u64 {
 }
 
 fn familiar(full: &str) -> String {
-    ImageRef::parse(full).map(|r| r.familiar()).unwrap_or_else(|_| full.to_string())
+    ImageRef::parse(full)
+        .map(|r| r.familiar())
+        .unwrap_or_else(|_| full.to_string())
 }
 
 /// Docker's lookup order: a reference that names a tag or a repo digest,
@@ -387,7 +405,11 @@ fn resolve_in<'a>(index: &'a Index, name: &str) -> Result<&'a ImageRecord, Store
     if let Ok(r) = ImageRef::parse(name) {
         if let Some(d) = r.digest() {
             let wanted = format!("{}@{}", r.repository(), d);
-            if let Some(rec) = index.images.values().find(|rec| rec.repo_digests.contains(&wanted)) {
+            if let Some(rec) = index
+                .images
+                .values()
+                .find(|rec| rec.repo_digests.contains(&wanted))
+            {
                 return Ok(rec);
             }
         } else {
@@ -402,7 +424,10 @@ fn resolve_in<'a>(index: &'a Index, name: &str) -> Result<&'a ImageRecord, Store
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
     if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         let hex = hex.to_ascii_lowercase();
-        let mut matches = index.images.values().filter(|r| r.id.hex().starts_with(&hex));
+        let mut matches = index
+            .images
+            .values()
+            .filter(|r| r.id.hex().starts_with(&hex));
         if let Some(first) = matches.next() {
             if matches.next().is_some() {
                 return Err(StoreError::InvalidArgument(format!(

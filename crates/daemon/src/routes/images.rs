@@ -27,7 +27,10 @@ pub fn routes() -> Router<Engine> {
         .route("/images/prune", post(prune))
         .route("/images/get", get(save_many))
         .route("/images/search", get(search))
-        .route("/images/{*rest}", get(dispatch).post(dispatch).delete(dispatch))
+        .route(
+            "/images/{*rest}",
+            get(dispatch).post(dispatch).delete(dispatch),
+        )
 }
 
 async fn list(State(engine): State<Engine>, params: Params) -> ApiResult<Json<Vec<Value>>> {
@@ -58,10 +61,13 @@ fn credentials(headers: &HeaderMap) -> ApiResult<Credentials> {
     }
     let bytes = base64::engine::general_purpose::URL_SAFE
         .decode(raw)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')))
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('='))
+        })
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(raw))
         .map_err(|_| ApiError::invalid("X-Registry-Auth is not valid base64"))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::invalid("X-Registry-Auth is not valid JSON"))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::invalid("X-Registry-Auth is not valid JSON"))?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
     Ok(if !s("identitytoken").is_empty() {
         Credentials::Token(s("identitytoken"))
@@ -78,7 +84,12 @@ fn credentials(headers: &HeaderMap) -> ApiResult<Credentials> {
 }
 
 /// `POST /images/create`: pull (`fromImage`) or import (`fromSrc`).
-async fn create(State(engine): State<Engine>, params: Params, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn create(
+    State(engine): State<Engine>,
+    params: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     if let Some(src) = params.get("fromSrc") {
         if src != "-" {
             return Err(ApiError(servin_api::Error::new(
@@ -88,7 +99,11 @@ async fn create(State(engine): State<Engine>, params: Params, headers: HeaderMap
         }
         return import(engine, params, body).await;
     }
-    let Some(image) = params.get("fromImage").filter(|s| !s.is_empty()).map(str::to_string) else {
+    let Some(image) = params
+        .get("fromImage")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+    else {
         return Err(ApiError::invalid("fromImage or fromSrc is required"));
     };
     let tag = params.get("tag").map(str::to_string);
@@ -115,14 +130,27 @@ async fn import(engine: Engine, params: Params, body: Body) -> ApiResult<Respons
     let repo = params.get("repo").unwrap_or("").to_string();
     let tag = params.get("tag").unwrap_or("").to_string();
     let changes = params.all("changes");
-    let message = params.get("message").filter(|m| !m.is_empty()).map(str::to_string);
-    let platform = params.get("platform").filter(|m| !m.is_empty()).map(str::to_string);
+    let message = params
+        .get("message")
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    let platform = params
+        .get("platform")
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
     let reader = body_reader(body);
     Ok(respond(
         render_progress,
         move |_sink| async move {
             tokio::task::spawn_blocking(move || {
-                engine.import_image(reader, &repo, &tag, &changes, message.as_deref(), platform.as_deref())
+                engine.import_image(
+                    reader,
+                    &repo,
+                    &tag,
+                    &changes,
+                    message.as_deref(),
+                    platform.as_deref(),
+                )
             })
             .await
             .map_err(|e| servin_api::Error::internal(e.to_string()))?
@@ -192,7 +220,9 @@ async fn save(engine: Engine, names: Vec<String>) -> ApiResult<Response> {
 fn tokio_stream_from(
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 /// A blocking writer whose bytes become response chunks.
@@ -220,7 +250,9 @@ async fn dispatch(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (name, action) = match rest.rsplit_once('/') {
-        Some((n, a)) if matches!(a, "json" | "history" | "push" | "tag" | "get") => (n.to_string(), a),
+        Some((n, a)) if matches!(a, "json" | "history" | "push" | "tag" | "get") => {
+            (n.to_string(), a)
+        }
         _ => (rest.clone(), ""),
     };
     match (&method, action) {
@@ -237,13 +269,20 @@ async fn dispatch(
         }
         (&Method::POST, "push") => {
             let creds = credentials(&headers)?;
-            let tag = params.get("tag").filter(|t| !t.is_empty()).map(str::to_string);
-            Ok(respond(
-                render_progress,
-                move |sink| async move { engine.push_image(&name, tag.as_deref(), creds, &sink).await },
-                |aux: Vec<Value>| aux,
+            let tag = params
+                .get("tag")
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            Ok(
+                respond(
+                    render_progress,
+                    move |sink| async move {
+                        engine.push_image(&name, tag.as_deref(), creds, &sink).await
+                    },
+                    |aux: Vec<Value>| aux,
+                )
+                .await,
             )
-            .await)
         }
         (&Method::DELETE, "") => {
             let force = params.flag("force")?;
@@ -253,6 +292,8 @@ async fn dispatch(
                 .map_err(|e| ApiError(servin_api::Error::internal(e.to_string())))??;
             Ok(Json(items).into_response())
         }
-        _ => Err(ApiError(servin_api::Error::not_found(format!("page not found: /images/{rest}")))),
+        _ => Err(ApiError(servin_api::Error::not_found(format!(
+            "page not found: /images/{rest}"
+        )))),
     }
 }

@@ -40,11 +40,19 @@ impl Params {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, key: &str) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Docker's boolean parsing: absent, "", "0", "false" (any case) and "no" are false.
@@ -54,7 +62,9 @@ impl Params {
             Some(v) => match v.to_ascii_lowercase().as_str() {
                 "" | "0" | "false" | "no" => Ok(false),
                 "1" | "true" | "yes" => Ok(true),
-                _ => Err(ApiError::invalid(format!("invalid value for {key}: {v:?} is not a boolean"))),
+                _ => Err(ApiError::invalid(format!(
+                    "invalid value for {key}: {v:?} is not a boolean"
+                ))),
             },
         }
     }
@@ -62,7 +72,10 @@ impl Params {
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Params::from_uri(&parts.uri))
     }
 }

@@ -23,7 +23,11 @@ pub type Render = fn(Progress) -> Value;
 pub fn render_progress(p: Progress) -> Value {
     match p {
         Progress::Status(s) => json!({ "status": s }),
-        Progress::Item { id, status, detail: None } => json!({ "status": status, "progressDetail": {}, "id": id }),
+        Progress::Item {
+            id,
+            status,
+            detail: None,
+        } => json!({ "status": status, "progressDetail": {}, "id": id }),
         Progress::Item {
             id,
             status,
@@ -60,14 +64,20 @@ fn human(n: u64) -> String {
         i += 1;
     }
     let s = format!("{v:.4}");
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
     let digits: String = s.chars().take(5).collect();
     format!("{}{}", digits.trim_end_matches('.'), units[i])
 }
 
 fn bar(current: u64, total: u64) -> String {
     const WIDTH: usize = 50;
-    let filled = if total == 0 { 0 } else { (current.min(total) * WIDTH as u64 / total) as usize };
+    let filled = (current.min(total) * WIDTH as u64)
+        .checked_div(total)
+        .unwrap_or(0) as usize;
     let mut s = String::with_capacity(WIDTH + 2);
     s.push('[');
     if filled > 0 {
@@ -91,7 +101,11 @@ fn error_line(e: &Error) -> Value {
 
 /// Runs `op` with a progress sink and answers with its progress stream.
 /// `finish` turns the operation's result into closing lines.
-pub async fn respond<T, F>(render: Render, op: impl FnOnce(ProgressSink) -> F, finish: fn(T) -> Vec<Value>) -> Response
+pub async fn respond<T, F>(
+    render: Render,
+    op: impl FnOnce(ProgressSink) -> F,
+    finish: fn(T) -> Vec<Value>,
+) -> Response
 where
     F: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,

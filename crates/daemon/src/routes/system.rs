@@ -21,9 +21,12 @@ pub fn routes() -> Router<Engine> {
 }
 
 /// `POST /auth` with `{"username", "password", "serveraddress"}`.
-async fn auth(State(engine): State<Engine>, body: axum::body::Bytes) -> ApiResult<Json<serde_json::Value>> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("malformed JSON in request body: {e}")))?;
+async fn auth(
+    State(engine): State<Engine>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("malformed JSON in request body: {e}")))?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
     let creds = if !s("identitytoken").is_empty() {
         servin_image::Credentials::Token(s("identitytoken"))
@@ -39,8 +42,14 @@ async fn auth(State(engine): State<Engine>, body: axum::body::Bytes) -> ApiResul
 async fn ping() -> Response {
     let mut resp = (StatusCode::OK, "OK").into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     h.insert("Builder-Version", HeaderValue::from_static("1"));
     h.insert("Swarm", HeaderValue::from_static("inactive"));
@@ -71,7 +80,8 @@ async fn events(State(engine): State<Engine>, params: Params) -> ApiResult<Respo
     let wanted: serde_json::Value = if filters.is_empty() {
         serde_json::json!({})
     } else {
-        serde_json::from_str(&filters).map_err(|e| ApiError::invalid(format!("invalid filter: {e}")))?
+        serde_json::from_str(&filters)
+            .map_err(|e| ApiError::invalid(format!("invalid filter: {e}")))?
     };
     let rx = engine.subscribe();
     let stream = futures::stream::unfold(rx, move |mut rx| {
@@ -84,7 +94,12 @@ async fn events(State(engine): State<Engine>, params: Params) -> ApiResult<Respo
                         if now >= u {
                             return None;
                         }
-                        match tokio::time::timeout(std::time::Duration::from_secs((u - now) as u64), rx.recv()).await {
+                        match tokio::time::timeout(
+                            std::time::Duration::from_secs((u - now) as u64),
+                            rx.recv(),
+                        )
+                        .await
+                        {
                             Ok(r) => r,
                             Err(_) => return None,
                         }
@@ -113,10 +128,15 @@ async fn events(State(engine): State<Engine>, params: Params) -> ApiResult<Respo
 }
 
 fn matches_filters(ev: &serde_json::Value, filters: &serde_json::Value) -> bool {
-    let Some(obj) = filters.as_object() else { return true };
+    let Some(obj) = filters.as_object() else {
+        return true;
+    };
     obj.iter().all(|(key, values)| {
         let values: Vec<String> = match values {
-            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
             serde_json::Value::Object(o) => o.keys().cloned().collect(),
             _ => return true,
         };
@@ -130,7 +150,9 @@ fn matches_filters(ev: &serde_json::Value, filters: &serde_json::Value) -> bool 
             _ => None,
         };
         match field {
-            Some(f) => values.iter().any(|v| *v == f || (key == "image" && ev["Actor"]["Attributes"]["name"] == *v)),
+            Some(f) => values
+                .iter()
+                .any(|v| *v == f || (key == "image" && ev["Actor"]["Attributes"]["name"] == *v)),
             None => false,
         }
     })
