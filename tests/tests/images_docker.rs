@@ -398,3 +398,55 @@ fn api_versions_and_error_bodies_are_dockers() {
         env.daemon.data_root().display().to_string()
     );
 }
+
+#[test]
+fn zstd_plain_and_schema2_images_pull() {
+    require_tools!(TOOLS[0], TOOLS[1], TOOLS[2], TOOLS[3]);
+    let env = Env::start();
+    let zstd = ImageBuilder::new()
+        .compression(servin_testkit::Compression::Zstd)
+        .layer(servin_testkit::LayerSpec::file("etc/z.txt", "zstd"))
+        .build()
+        .unwrap();
+    let plain = ImageBuilder::new()
+        .compression(servin_testkit::Compression::None)
+        .layer(servin_testkit::LayerSpec::file("etc/p.txt", "plain"))
+        .build()
+        .unwrap();
+    let v2s2 = ImageBuilder::new().seed(3).build().unwrap();
+
+    let z = env.publish(&zstd, "zstd:latest");
+    let p = env.registry.reference("plain:latest");
+    servin_testkit::push_raw(&plain, &p, None).unwrap();
+    let d = env.registry.reference("schema2:latest");
+    servin_testkit::push_with(&v2s2, &d, servin_testkit::Format::V2s2, None).unwrap();
+    let ct = env
+        .registry
+        .get(
+            "/v2/schema2/manifests/latest",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .unwrap();
+    assert_eq!(
+        ct.header("Content-Type"),
+        Some("application/vnd.docker.distribution.manifest.v2+json")
+    );
+
+    for (name, fixture) in [(&z, &zstd), (&p, &plain), (&d, &v2s2)] {
+        env.docker.run(&["pull", name]).ok();
+        let id = env
+            .docker
+            .run(&["image", "inspect", "--format", "{{.Id}}", name])
+            .ok();
+        assert_eq!(id.out(), fixture.images()[0].config_digest, "{name}");
+    }
+    // The uncompressed layers are unpacked to the same files whatever the compression.
+    let root = env.daemon.data_root().join("snapshots");
+    let found = |file: &str| {
+        std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().join(file).is_file())
+    };
+    assert!(found("etc/z.txt") && found("etc/p.txt"));
+}
