@@ -1,1 +1,185 @@
-fn main() {}
+//! `servin`: a Docker-compatible CLI, a client of the Docker Engine API that
+//! `servind` serves. Output, messages and exit statuses follow the stock
+//! docker CLI.
+
+mod client;
+mod commands;
+mod connect;
+mod format;
+mod progress;
+mod template;
+mod usage;
+
+use std::io::Write as _;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use commands::{
+    images, import, info, inspect, load, prune, pull, push, rmi, save, tag, version, Ctx,
+};
+use connect::Host;
+use usage::{ClapOutcome, StatusError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "servin",
+    about = "A Docker-compatible container engine",
+    disable_version_flag = true,
+    disable_help_subcommand = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// Daemon socket to connect to (unix:///PATH)
+    #[arg(short = 'H', long = "host", value_name = "URL")]
+    host: Option<String>,
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Manage images
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// List images
+    Images(images::Args),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::Args),
+    /// Display system-wide information
+    Info(info::Args),
+    /// Return low-level information on Docker objects
+    Inspect(inspect::Args),
+    /// Load an image from a tar archive or STDIN
+    Load(load::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Remove one or more images
+    Rmi(rmi::Args),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(save::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+    /// Show the Servin version information
+    Version(version::Args),
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::Args),
+    /// Display detailed information on one or more images
+    Inspect(inspect::ImageArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(load::Args),
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(images::Args),
+    /// Remove unused images
+    Prune(prune::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Remove one or more images
+    #[command(visible_alias = "rmi", visible_alias = "remove")]
+    Rm(rmi::Args),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(save::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(err) => match usage::from_clap(&err, &argv) {
+            ClapOutcome::Print(text) => {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+                std::process::exit(0);
+            }
+            ClapOutcome::Fail(code, message) => {
+                eprintln!("{message}");
+                std::process::exit(code);
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Failed to start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    let _ = std::io::stdout().flush();
+    if let Err(err) = result {
+        std::process::exit(report(&err));
+    }
+}
+
+/// Prints an error as docker does and returns the exit status.
+fn report(err: &anyhow::Error) -> i32 {
+    if err.is::<usage::Cancelled>() {
+        return 0;
+    }
+    if let Some(status) = err.downcast_ref::<StatusError>() {
+        if !status.message.is_empty() {
+            eprintln!("{}", status.message);
+        }
+        return status.code;
+    }
+    eprintln!("{err:#}");
+    1
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if cli.version {
+        println!("Servin version {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let host = Host::resolve(cli.host.as_deref())?;
+    let ctx = Ctx::new(host);
+    let Some(command) = cli.command else {
+        return Ok(());
+    };
+    use usage as u;
+    match command {
+        Command::Images(a) => images::run(&ctx, &u::IMAGES, a).await,
+        Command::Import(a) => import::run(&ctx, &u::IMPORT, a).await,
+        Command::Info(a) => info::run(&ctx, &u::INFO, a).await,
+        Command::Inspect(a) => inspect::run(&ctx, &u::INSPECT, a).await,
+        Command::Load(a) => load::run(&ctx, &u::LOAD, a).await,
+        Command::Pull(a) => pull::run(&ctx, &u::PULL, a).await,
+        Command::Push(a) => push::run(&ctx, &u::PUSH, a).await,
+        Command::Rmi(a) => rmi::run(&ctx, &u::RMI, a).await,
+        Command::Save(a) => save::run(&ctx, &u::SAVE, a).await,
+        Command::Tag(a) => tag::run(&ctx, &u::TAG, a).await,
+        Command::Version(a) => version::run(&ctx, &u::VERSION, a).await,
+        Command::Image { command } => match command {
+            ImageCommand::Import(a) => import::run(&ctx, &u::IMAGE_IMPORT, a).await,
+            ImageCommand::Inspect(a) => inspect::run_image(&ctx, &u::IMAGE_INSPECT, a).await,
+            ImageCommand::Load(a) => load::run(&ctx, &u::IMAGE_LOAD, a).await,
+            ImageCommand::Ls(a) => images::run(&ctx, &u::IMAGE_LS, a).await,
+            ImageCommand::Prune(a) => prune::run(&ctx, &u::IMAGE_PRUNE, a).await,
+            ImageCommand::Pull(a) => pull::run(&ctx, &u::IMAGE_PULL, a).await,
+            ImageCommand::Push(a) => push::run(&ctx, &u::IMAGE_PUSH, a).await,
+            ImageCommand::Rm(a) => rmi::run(&ctx, &u::IMAGE_RM, a).await,
+            ImageCommand::Save(a) => save::run(&ctx, &u::IMAGE_SAVE, a).await,
+            ImageCommand::Tag(a) => tag::run(&ctx, &u::IMAGE_TAG, a).await,
+        },
+    }
+}

@@ -1,0 +1,154 @@
+//! One module per verb. Each has clap `Args` and a `run`.
+
+pub mod images;
+pub mod import;
+pub mod info;
+pub mod inspect;
+pub mod load;
+pub mod prune;
+pub mod pull;
+pub mod push;
+pub mod rmi;
+pub mod save;
+pub mod tag;
+pub mod version;
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use servin_api::{ImageRef, ReferenceError};
+use tokio::sync::OnceCell;
+
+use crate::client::Client;
+use crate::connect::{self, Host};
+use crate::usage::Usage;
+
+/// What every command gets: the daemon address and a connection made on
+/// first use (so argument errors never start a daemon).
+pub struct Ctx {
+    pub host: Host,
+    client: OnceCell<Client>,
+}
+
+impl Ctx {
+    pub fn new(host: Host) -> Self {
+        Ctx {
+            host,
+            client: OnceCell::new(),
+        }
+    }
+
+    pub async fn client(&self) -> Result<&Client> {
+        self.client
+            .get_or_try_init(|| connect::connect(&self.host))
+            .await
+    }
+}
+
+/// `X-Registry-Auth` for anonymous access: base64url of `{}`.
+pub const NO_AUTH: &str = "e30=";
+
+/// Parses a reference as docker's `ParseNormalizedNamed`, with its messages.
+pub fn parse_ref(s: &str) -> Result<ImageRef, String> {
+    ImageRef::parse(s).map_err(|e| match e {
+        ReferenceError::Uppercase(name) => format!(
+            "invalid reference format: repository name ({}) must be lowercase",
+            remote_name(&name)
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// The path part of a name as docker reports it (`library/Bad` for `Bad`).
+fn remote_name(name: &str) -> String {
+    match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            rest.to_string()
+        }
+        Some(_) => name.to_string(),
+        None => format!("library/{name}"),
+    }
+}
+
+/// Parses `-f name=value` filters as docker's `filters.ParseFlag`.
+pub fn parse_filters(
+    usage: &Usage,
+    flag: &str,
+    values: &[String],
+) -> Result<HashMap<String, Vec<String>>> {
+    let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+    for v in values.iter().filter(|v| !v.is_empty()) {
+        let Some((name, value)) = v.split_once('=') else {
+            return Err(usage.flag_error(&format!(
+                "invalid argument {v:?} for {flag:?} flag: bad format of filter (expected name=value)"
+            )));
+        };
+        let entry = filters.entry(name.trim().to_lowercase()).or_default();
+        let value = value.trim().to_string();
+        if !entry.contains(&value) {
+            entry.push(value);
+        }
+    }
+    Ok(filters)
+}
+
+/// An I/O error worded as Go's `*PathError` ("open x: no such file or directory").
+pub fn path_error(op: &str, path: &str, err: &std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!("{op} {path}: {}", go_errno_text(err))
+}
+
+fn go_errno_text(err: &std::io::Error) -> String {
+    let text = match err.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => err.to_string(),
+    };
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_errors_like_docker() {
+        assert_eq!(
+            parse_ref("Bad").unwrap_err(),
+            "invalid reference format: repository name (library/Bad) must be lowercase"
+        );
+        assert_eq!(
+            parse_ref("127.0.0.1:5000/Foo").unwrap_err(),
+            "invalid reference format: repository name (Foo) must be lowercase"
+        );
+        assert_eq!(parse_ref("a::b").unwrap_err(), "invalid reference format");
+    }
+
+    #[test]
+    fn filters() {
+        let f = parse_filters(
+            &crate::usage::IMAGES,
+            "-f, --filter",
+            &["Dangling = true".into()],
+        )
+        .unwrap();
+        assert_eq!(f["dangling"], vec!["true".to_string()]);
+        let e =
+            parse_filters(&crate::usage::IMAGES, "-f, --filter", &["bogus".into()]).unwrap_err();
+        assert!(e.to_string().starts_with(
+            "invalid argument \"bogus\" for \"-f, --filter\" flag: bad format of filter (expected name=value)\n\nUsage:  servin images"
+        ));
+    }
+
+    #[test]
+    fn go_style_io_errors() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(
+            path_error("open", "/nonexist", &e).to_string(),
+            "open /nonexist: no such file or directory"
+        );
+    }
+}

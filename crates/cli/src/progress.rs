@@ -1,0 +1,286 @@
+//! Docker's JSON progress streams (pull, push, load, import): plain lines
+//! when stdout is not a terminal, exactly as `jsonmessage` prints them, and
+//! one progress bar per layer when it is.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::Result;
+use chrono::{TimeZone, Utc};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use serde::Deserialize;
+
+use crate::client::JsonStream;
+use crate::format::human_size;
+
+/// One message of a progress stream (`jsonmessage.JSONMessage`).
+#[derive(Debug, Default, Deserialize)]
+pub struct JsonMessage {
+    #[serde(default)]
+    pub stream: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(rename = "progressDetail")]
+    pub progress: Option<ProgressDetail>,
+    /// The pre-rendered bar; shown only by daemons that send no detail.
+    #[serde(rename = "progress", default)]
+    pub progress_message: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub time: i64,
+    #[serde(rename = "timeNano", default)]
+    pub time_nano: i64,
+    #[serde(rename = "errorDetail")]
+    pub error: Option<ErrorDetail>,
+    #[serde(rename = "error", default)]
+    pub error_message: String,
+    pub aux: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ProgressDetail {
+    #[serde(default)]
+    pub current: i64,
+    #[serde(default)]
+    pub total: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ErrorDetail {
+    #[serde(default)]
+    pub message: String,
+}
+
+impl JsonMessage {
+    /// The stream's error, if this message carries one.
+    pub fn error(&self) -> Option<String> {
+        match &self.error {
+            Some(e) => Some(e.message.clone()),
+            None if !self.error_message.is_empty() => Some(self.error_message.clone()),
+            None => None,
+        }
+    }
+
+    fn has_progress(&self) -> bool {
+        self.progress
+            .as_ref()
+            .is_some_and(|p| p.current > 0 || p.total > 0)
+    }
+
+    /// The line `jsonmessage.Display` writes for a non-terminal, or `None`
+    /// for byte counts, which only terminals show.
+    pub fn plain_line(&self) -> Option<String> {
+        if self.has_progress() {
+            return None;
+        }
+        let mut line = String::new();
+        if self.time_nano != 0 {
+            line.push_str(&rfc3339_nano(Utc.timestamp_nanos(self.time_nano)));
+            line.push(' ');
+        } else if self.time != 0 {
+            if let Some(t) = Utc.timestamp_opt(self.time, 0).single() {
+                line.push_str(&rfc3339_nano(t));
+                line.push(' ');
+            }
+        }
+        if !self.id.is_empty() {
+            line.push_str(&self.id);
+            line.push_str(": ");
+        }
+        if !self.from.is_empty() {
+            line.push_str(&format!("(from {}) ", self.from));
+        }
+        if !self.progress_message.is_empty() {
+            // Docker ends these without a newline, too.
+            line.push_str(&format!("{} {}", self.status, self.progress_message));
+        } else if !self.stream.is_empty() {
+            line.push_str(&self.stream);
+        } else {
+            line.push_str(&self.status);
+            line.push('\n');
+        }
+        Some(line)
+    }
+}
+
+/// Docker's `RFC3339NanoFixed`.
+fn rfc3339_nano(t: chrono::DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+/// Where a progress stream is shown.
+pub enum Display {
+    /// Discard everything (`-q`), still failing on errors.
+    Quiet,
+    /// Plain lines on stdout.
+    Plain,
+    /// Live bars on stdout (a terminal).
+    Bars,
+}
+
+impl Display {
+    /// Bars on a terminal, plain lines otherwise.
+    pub fn for_stdout(quiet: bool) -> Display {
+        use std::io::IsTerminal as _;
+        if quiet {
+            Display::Quiet
+        } else if std::io::stdout().is_terminal() {
+            Display::Bars
+        } else {
+            Display::Plain
+        }
+    }
+}
+
+/// Shows a whole stream; an error message in it becomes the command's error.
+pub async fn show(mut stream: JsonStream, display: Display) -> Result<()> {
+    let mut bars = Bars::default();
+    let mut out = std::io::stdout();
+    let result = async {
+        while let Some(msg) = stream.next::<JsonMessage>().await? {
+            if let Some(err) = msg.error() {
+                anyhow::bail!(err);
+            }
+            if msg.aux.is_some() {
+                continue;
+            }
+            match display {
+                Display::Quiet => {}
+                Display::Plain => {
+                    if let Some(line) = msg.plain_line() {
+                        out.write_all(line.as_bytes())?;
+                        out.flush()?;
+                    }
+                }
+                Display::Bars => bars.show(&msg, &mut out)?,
+            }
+        }
+        Ok(())
+    }
+    .await;
+    bars.finish();
+    result
+}
+
+/// Live per-layer bars. Lines without a layer id end the current group of
+/// bars (they stay on screen) and print below them, as docker's do.
+#[derive(Default)]
+struct Bars {
+    multi: Option<MultiProgress>,
+    bars: HashMap<String, ProgressBar>,
+}
+
+impl Bars {
+    fn show(&mut self, msg: &JsonMessage, out: &mut impl Write) -> Result<()> {
+        let is_layer =
+            !msg.id.is_empty() && (msg.progress.is_some() || !msg.progress_message.is_empty());
+        if !is_layer {
+            self.finish();
+            if let Some(line) = msg.plain_line() {
+                out.write_all(line.as_bytes())?;
+                out.flush()?;
+            }
+            return Ok(());
+        }
+        let multi = self
+            .multi
+            .get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+        let bar = self.bars.entry(msg.id.clone()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_prefix(msg.id.clone());
+            bar
+        });
+        let detail = msg.progress.as_ref();
+        let (current, total) = detail.map_or((0, 0), |d| (d.current, d.total));
+        bar.set_style(style(current, total));
+        if total > 0 {
+            bar.set_length(total.max(current) as u64);
+        }
+        bar.set_position(current.max(0) as u64);
+        bar.set_message(msg.status.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        for bar in self.bars.values() {
+            bar.finish();
+        }
+        self.bars.clear();
+        self.multi = None;
+    }
+}
+
+/// `id: Status [=====>     ]  1.2MB/4.3MB`, like docker's terminal output.
+fn style(current: i64, total: i64) -> ProgressStyle {
+    let template = if total > 0 {
+        "{prefix}: {msg} [{bar:50}] {docker_counts}"
+    } else if current > 0 {
+        "{prefix}: {msg} {docker_counts}"
+    } else {
+        "{prefix}: {msg}"
+    };
+    ProgressStyle::with_template(template)
+        .expect("static template")
+        .progress_chars("=> ")
+        .with_key(
+            "docker_counts",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let current = human_size(state.pos() as f64);
+                let _ = match state.len() {
+                    Some(total) if total > 0 && state.pos() <= total => {
+                        write!(w, "{current:>8}/{}", human_size(total as f64))
+                    }
+                    _ => write!(w, "{current:>8}"),
+                };
+            },
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(json: &str) -> JsonMessage {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn plain_lines_like_docker() {
+        assert_eq!(
+            msg(r#"{"status":"Pulling from busybox","id":"latest"}"#)
+                .plain_line()
+                .unwrap(),
+            "latest: Pulling from busybox\n"
+        );
+        assert_eq!(
+            msg(r#"{"status":"Pulling fs layer","progressDetail":{},"id":"a8811e67946b"}"#)
+                .plain_line()
+                .unwrap(),
+            "a8811e67946b: Pulling fs layer\n"
+        );
+        let downloading = r#"{"status":"Downloading","progressDetail":{"current":36445,"total":1064565},"progress":"[=>   ]","id":"a8811e67946b"}"#;
+        assert!(msg(downloading).plain_line().is_none());
+        assert_eq!(
+            msg(r#"{"stream":"Loaded image: other/thing:v1\n"}"#)
+                .plain_line()
+                .unwrap(),
+            "Loaded image: other/thing:v1\n"
+        );
+        assert_eq!(
+            msg(r#"{"status":"Digest: sha256:6b4b"}"#)
+                .plain_line()
+                .unwrap(),
+            "Digest: sha256:6b4b\n"
+        );
+    }
+
+    #[test]
+    fn errors_in_stream() {
+        let m = msg(r#"{"errorDetail":{"message":"manifest unknown"},"error":"manifest unknown"}"#);
+        assert_eq!(m.error().as_deref(), Some("manifest unknown"));
+        assert!(msg(r#"{"status":"ok"}"#).error().is_none());
+    }
+}

@@ -1,0 +1,346 @@
+//! Usage errors and exit statuses worded as the docker CLI words them.
+
+use std::fmt;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+pub const BIN: &str = "servin";
+
+/// An error with a fixed exit status (docker's `cli.StatusError`).
+#[derive(Debug)]
+pub struct StatusError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl fmt::Display for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+impl StatusError {
+    pub fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
+        StatusError {
+            code,
+            message: message.into(),
+        }
+        .into()
+    }
+}
+
+/// The user declined a prompt: exit 0 without a message.
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// A command's path and usage line (`images [OPTIONS] [REPOSITORY[:TAG]]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub path: &'static str,
+    pub line: &'static str,
+}
+
+macro_rules! usages {
+    ($($name:ident = $path:literal, $line:literal;)*) => {
+        $(pub const $name: Usage = Usage { path: $path, line: $line };)*
+        const ALL: &[Usage] = &[$($name),*];
+    };
+}
+
+usages! {
+    ROOT = "", "[OPTIONS] COMMAND";
+    IMAGE = "image", "image";
+    IMAGES = "images", "images [OPTIONS] [REPOSITORY[:TAG]]";
+    IMAGE_LS = "image ls", "image ls [OPTIONS] [REPOSITORY[:TAG]]";
+    PULL = "pull", "pull [OPTIONS] NAME[:TAG|@DIGEST]";
+    IMAGE_PULL = "image pull", "image pull [OPTIONS] NAME[:TAG|@DIGEST]";
+    PUSH = "push", "push [OPTIONS] NAME[:TAG]";
+    IMAGE_PUSH = "image push", "image push [OPTIONS] NAME[:TAG]";
+    TAG = "tag", "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]";
+    IMAGE_TAG = "image tag", "image tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]";
+    RMI = "rmi", "rmi [OPTIONS] IMAGE [IMAGE...]";
+    IMAGE_RM = "image rm", "image rm [OPTIONS] IMAGE [IMAGE...]";
+    LOAD = "load", "load [OPTIONS]";
+    IMAGE_LOAD = "image load", "image load [OPTIONS]";
+    SAVE = "save", "save [OPTIONS] IMAGE [IMAGE...]";
+    IMAGE_SAVE = "image save", "image save [OPTIONS] IMAGE [IMAGE...]";
+    IMPORT = "import", "import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]";
+    IMAGE_IMPORT = "image import", "image import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]";
+    INSPECT = "inspect", "inspect [OPTIONS] NAME|ID [NAME|ID...]";
+    IMAGE_INSPECT = "image inspect", "image inspect [OPTIONS] IMAGE [IMAGE...]";
+    IMAGE_PRUNE = "image prune", "image prune [OPTIONS]";
+    INFO = "info", "info [OPTIONS]";
+    VERSION = "version", "version [OPTIONS]";
+}
+
+impl Usage {
+    fn command(&self) -> String {
+        if self.path.is_empty() {
+            BIN.to_string()
+        } else {
+            format!("{BIN} {}", self.path)
+        }
+    }
+
+    fn fail(&self, what: &str, see: &str) -> anyhow::Error {
+        StatusError::fail(
+            1,
+            format!(
+                "{BIN}: '{cmd}' {what}\n\nUsage:  {BIN} {line}\n\n{see} '{cmd} --help' for more information",
+                cmd = self.command(),
+                line = self.line
+            ),
+        )
+    }
+
+    pub fn exact_args(&self, args: &[String], n: usize) -> anyhow::Result<()> {
+        if args.len() == n {
+            return Ok(());
+        }
+        Err(self.fail(&format!("requires {n} {}", plural(n)), "Run"))
+    }
+
+    pub fn min_args(&self, args: &[String], n: usize) -> anyhow::Result<()> {
+        if args.len() >= n {
+            return Ok(());
+        }
+        Err(self.fail(&format!("requires at least {n} {}", plural(n)), "See"))
+    }
+
+    pub fn max_args(&self, args: &[String], n: usize) -> anyhow::Result<()> {
+        if args.len() <= n {
+            return Ok(());
+        }
+        Err(self.fail(&format!("requires at most {n} {}", plural(n)), "Run"))
+    }
+
+    pub fn no_args(&self, args: &[String]) -> anyhow::Result<()> {
+        if args.is_empty() {
+            return Ok(());
+        }
+        Err(self.fail("accepts no arguments", "Run"))
+    }
+
+    /// A bad flag or flag value: exit 125, with the usage line.
+    pub fn flag_error(&self, message: &str) -> anyhow::Error {
+        StatusError::fail(
+            125,
+            format!(
+                "{message}\n\nUsage:  {BIN} {}\n\nRun '{} --help' for more information",
+                self.line,
+                self.command()
+            ),
+        )
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        "argument"
+    } else {
+        "arguments"
+    }
+}
+
+/// The command an argument vector names (`image ls`), skipping global flags.
+pub fn usage_for(argv: &[String]) -> Usage {
+    let mut words: Vec<&str> = Vec::new();
+    let mut i = 1;
+    while i < argv.len() && words.len() < 2 {
+        let a = argv[i].as_str();
+        i += 1;
+        if words.is_empty() && (a == "-H" || a == "--host") {
+            i += 1;
+        } else if !a.starts_with('-') || a == "-" {
+            words.push(a);
+            if words[0] != "image" {
+                break;
+            }
+        }
+    }
+    let path = match words.as_slice() {
+        ["image", sub] => match *sub {
+            "list" => "image ls".to_string(),
+            "remove" | "rmi" => "image rm".to_string(),
+            s => format!("image {s}"),
+        },
+        [w, ..] => w.to_string(),
+        [] => String::new(),
+    };
+    ALL.iter()
+        .copied()
+        .find(|u| u.path == path)
+        .or_else(|| {
+            ALL.iter()
+                .copied()
+                .find(|u| Some(u.path) == words.first().copied())
+        })
+        .unwrap_or(ROOT)
+}
+
+/// How a clap parse error ends the process.
+pub enum ClapOutcome {
+    /// Help or version text for stdout, exit 0.
+    Print(String),
+    /// An error for stderr with this exit status.
+    Fail(i32, String),
+}
+
+/// Rewords clap's errors as pflag/cobra would print them.
+pub fn from_clap(err: &clap::Error, argv: &[String]) -> ClapOutcome {
+    let usage = usage_for(argv);
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.first().cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            ClapOutcome::Print(err.render().to_string())
+        }
+        ErrorKind::InvalidSubcommand => {
+            let sub = context(ContextKind::InvalidSubcommand);
+            let message = if usage.path.is_empty() {
+                format!("{BIN}: unknown command: {BIN} {sub}\n\nRun '{BIN} --help' for more information")
+            } else {
+                format!(
+                    "{BIN}: unknown command: {cmd} {sub}\n\nUsage:  {BIN} {line}\n\nRun '{cmd} --help' for more information",
+                    cmd = usage.command(),
+                    line = usage.line
+                )
+            };
+            ClapOutcome::Fail(1, message)
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = context(ContextKind::InvalidArg);
+            let message = match arg.strip_prefix("--") {
+                Some(long) => format!("unknown flag: --{}", long.split('=').next().unwrap_or(long)),
+                None => {
+                    let c = arg.trim_start_matches('-').chars().next().unwrap_or('?');
+                    let typed = find_short(argv, c).unwrap_or(arg.clone());
+                    format!("unknown shorthand flag: '{c}' in {typed}")
+                }
+            };
+            ClapOutcome::Fail(125, flag_message(&usage, &message))
+        }
+        ErrorKind::InvalidValue | ErrorKind::NoEquals
+            if context(ContextKind::InvalidValue).is_empty() =>
+        {
+            let arg = context(ContextKind::InvalidArg);
+            ClapOutcome::Fail(125, flag_message(&usage, &needs_argument(&arg, argv)))
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+            ClapOutcome::Fail(125, flag_message(&usage, &message))
+        }
+    }
+}
+
+fn flag_message(usage: &Usage, message: &str) -> String {
+    match usage.flag_error(message).downcast::<StatusError>() {
+        Ok(e) => e.message,
+        Err(e) => e.to_string(),
+    }
+}
+
+/// pflag's "flag needs an argument" for clap's `-f, --format <FORMAT>`.
+fn needs_argument(arg: &str, argv: &[String]) -> String {
+    let names = arg;
+    let long = names
+        .split([',', ' '])
+        .find_map(|w| w.strip_prefix("--"))
+        .unwrap_or_default();
+    let short = names
+        .split([',', ' '])
+        .find_map(|w| {
+            w.strip_prefix('-')
+                .filter(|s| s.len() == 1 && !s.starts_with('-'))
+        })
+        .and_then(|s| s.chars().next());
+    let typed_long = !long.is_empty() && argv.iter().any(|a| a == &format!("--{long}"));
+    match short {
+        Some(c) if !typed_long => {
+            let typed = find_short(argv, c).unwrap_or_else(|| format!("-{c}"));
+            format!("flag needs an argument: '{c}' in {typed}")
+        }
+        _ => format!("flag needs an argument: --{long}"),
+    }
+}
+
+/// The argument in which the user typed short flag `c` (`-qx`).
+fn find_short(argv: &[String], c: char) -> Option<String> {
+    argv.iter()
+        .skip(1)
+        .rev()
+        .find(|a| a.starts_with('-') && !a.starts_with("--") && a[1..].contains(c))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn finds_the_command() {
+        assert_eq!(usage_for(&argv("servin images -a")), IMAGES);
+        assert_eq!(
+            usage_for(&argv("servin -H unix:///x image list -q")),
+            IMAGE_LS
+        );
+        assert_eq!(usage_for(&argv("servin image remove x")), IMAGE_RM);
+        assert_eq!(usage_for(&argv("servin image")), IMAGE);
+        assert_eq!(usage_for(&argv("servin image bogus")), IMAGE);
+        assert_eq!(usage_for(&argv("servin")), ROOT);
+    }
+
+    #[test]
+    fn argument_count_messages() {
+        let e = IMAGES.max_args(&argv("a b"), 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "servin: 'servin images' requires at most 1 argument\n\nUsage:  servin images [OPTIONS] [REPOSITORY[:TAG]]\n\nRun 'servin images --help' for more information"
+        );
+        let e = RMI.min_args(&[], 1).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("servin: 'servin rmi' requires at least 1 argument\n"));
+        assert!(e
+            .to_string()
+            .ends_with("See 'servin rmi --help' for more information"));
+        let e = TAG.exact_args(&argv("a"), 2).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("servin: 'servin tag' requires 2 arguments\n"));
+        assert_eq!(e.downcast_ref::<StatusError>().unwrap().code, 1);
+    }
+
+    #[test]
+    fn flag_needs_argument() {
+        assert_eq!(
+            needs_argument("--format <FORMAT>", &argv("servin images --format")),
+            "flag needs an argument: --format"
+        );
+        assert_eq!(
+            needs_argument("-f, --filter <FILTER>", &argv("servin images -f")),
+            "flag needs an argument: 'f' in -f"
+        );
+    }
+}
