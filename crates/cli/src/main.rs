@@ -27,7 +27,8 @@ use usage::{ClapOutcome, StatusError};
     about = "A Docker-compatible container engine",
     disable_version_flag = true,
     disable_help_subcommand = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    override_usage = "servin [OPTIONS] COMMAND"
 )]
 struct Cli {
     /// Daemon socket to connect to (unix:///PATH)
@@ -43,58 +44,83 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Manage images
-    #[command(subcommand_required = true, arg_required_else_help = true)]
+    #[command(
+        subcommand_required = true,
+        arg_required_else_help = true,
+        override_usage = "servin image COMMAND"
+    )]
     Image {
         #[command(subcommand)]
         command: ImageCommand,
     },
     /// List images
+    #[command(override_usage = usage::IMAGES.full)]
     Images(images::Args),
     /// Import the contents from a tarball to create a filesystem image
+    #[command(override_usage = usage::IMPORT.full)]
     Import(import::Args),
     /// Display system-wide information
+    #[command(override_usage = usage::INFO.full)]
     Info(info::Args),
-    /// Return low-level information on Docker objects
+    /// Return low-level information on objects
+    #[command(override_usage = usage::INSPECT.full)]
     Inspect(inspect::Args),
     /// Load an image from a tar archive or STDIN
+    #[command(override_usage = usage::LOAD.full)]
     Load(load::Args),
     /// Download an image from a registry
+    #[command(override_usage = usage::PULL.full)]
     Pull(pull::Args),
     /// Upload an image to a registry
+    #[command(override_usage = usage::PUSH.full)]
     Push(push::Args),
     /// Remove one or more images
+    #[command(override_usage = usage::RMI.full)]
     Rmi(rmi::Args),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    #[command(override_usage = usage::SAVE.full)]
     Save(save::Args),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    #[command(override_usage = usage::TAG.full)]
     Tag(tag::Args),
     /// Show the Servin version information
+    #[command(override_usage = usage::VERSION.full)]
     Version(version::Args),
 }
 
 #[derive(Subcommand, Debug)]
 enum ImageCommand {
     /// Import the contents from a tarball to create a filesystem image
+    #[command(override_usage = usage::IMAGE_IMPORT.full)]
     Import(import::Args),
     /// Display detailed information on one or more images
+    #[command(override_usage = usage::IMAGE_INSPECT.full)]
     Inspect(inspect::ImageArgs),
     /// Load an image from a tar archive or STDIN
+    #[command(override_usage = usage::IMAGE_LOAD.full)]
     Load(load::Args),
     /// List images
     #[command(visible_alias = "list")]
+    #[command(override_usage = usage::IMAGE_LS.full)]
     Ls(images::Args),
     /// Remove unused images
+    #[command(override_usage = usage::IMAGE_PRUNE.full)]
     Prune(prune::Args),
     /// Download an image from a registry
+    #[command(override_usage = usage::IMAGE_PULL.full)]
     Pull(pull::Args),
     /// Upload an image to a registry
+    #[command(override_usage = usage::IMAGE_PUSH.full)]
     Push(push::Args),
     /// Remove one or more images
     #[command(visible_alias = "rmi", visible_alias = "remove")]
+    #[command(override_usage = usage::IMAGE_RM.full)]
     Rm(rmi::Args),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    #[command(override_usage = usage::IMAGE_SAVE.full)]
     Save(save::Args),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    #[command(override_usage = usage::IMAGE_TAG.full)]
     Tag(tag::Args),
 }
 

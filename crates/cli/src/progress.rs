@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use chrono::{TimeZone, Utc};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 
 use crate::client::JsonStream;
@@ -171,6 +171,8 @@ pub async fn show(mut stream: JsonStream, display: Display) -> Result<()> {
 struct Bars {
     multi: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
+    /// Docker draws the `[===>  ]` part only on terminals wider than 110.
+    wide: Option<bool>,
 }
 
 impl Bars {
@@ -185,22 +187,25 @@ impl Bars {
             }
             return Ok(());
         }
+        let wide = *self.wide.get_or_insert_with(|| {
+            console::Term::stdout()
+                .size_checked()
+                .is_some_and(|(_, cols)| cols > 110)
+        });
+        let line = format!(
+            "{}: {} {}",
+            msg.id,
+            msg.status,
+            progress_text(msg.progress.as_ref(), wide)
+        );
         let multi = self
             .multi
             .get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
         let bar = self.bars.entry(msg.id.clone()).or_insert_with(|| {
-            let bar = multi.add(ProgressBar::new(0));
-            bar.set_prefix(msg.id.clone());
-            bar
+            let style = ProgressStyle::with_template("{msg}").expect("static template");
+            multi.add(ProgressBar::hidden().with_style(style))
         });
-        let detail = msg.progress.as_ref();
-        let (current, total) = detail.map_or((0, 0), |d| (d.current, d.total));
-        bar.set_style(style(current, total));
-        if total > 0 {
-            bar.set_length(total.max(current) as u64);
-        }
-        bar.set_position(current.max(0) as u64);
-        bar.set_message(msg.status.clone());
+        bar.set_message(line);
         Ok(())
     }
 
@@ -208,35 +213,35 @@ impl Bars {
         for bar in self.bars.values() {
             bar.finish();
         }
+        // The last bar's line is left without a newline.
+        if self.multi.take().is_some() && !self.bars.is_empty() {
+            println!();
+        }
         self.bars.clear();
-        self.multi = None;
     }
 }
 
-/// `id: Status [=====>     ]  1.2MB/4.3MB`, like docker's terminal output.
-fn style(current: i64, total: i64) -> ProgressStyle {
-    let template = if total > 0 {
-        "{prefix}: {msg} [{bar:50}] {docker_counts}"
-    } else if current > 0 {
-        "{prefix}: {msg} {docker_counts}"
-    } else {
-        "{prefix}: {msg}"
+/// Docker's `JSONProgress.String()`: `[=====>     ]  1.2MB/4.3MB`, the bar
+/// only on wide terminals.
+fn progress_text(progress: Option<&ProgressDetail>, wide: bool) -> String {
+    let Some(p) = progress.filter(|p| p.current > 0 || p.total > 0) else {
+        return String::new();
     };
-    ProgressStyle::with_template(template)
-        .expect("static template")
-        .progress_chars("=> ")
-        .with_key(
-            "docker_counts",
-            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let current = human_size(state.pos() as f64);
-                let _ = match state.len() {
-                    Some(total) if total > 0 && state.pos() <= total => {
-                        write!(w, "{current:>8}/{}", human_size(total as f64))
-                    }
-                    _ => write!(w, "{current:>8}"),
-                };
-            },
-        )
+    let current = human_size(p.current as f64);
+    if p.total <= 0 {
+        return format!("{current:>8}");
+    }
+    let filled = ((p.current as f64 / p.total as f64 * 100.0) as usize / 2).min(50);
+    let bar = if wide {
+        format!("[{}>{}] ", "=".repeat(filled), " ".repeat(50 - filled))
+    } else {
+        String::new()
+    };
+    if p.current > p.total {
+        format!("{bar}{current:>8}")
+    } else {
+        format!("{bar}{current:>8}/{}", human_size(p.total as f64))
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +280,26 @@ mod tests {
                 .unwrap(),
             "Digest: sha256:6b4b\n"
         );
+    }
+
+    #[test]
+    fn terminal_progress_like_docker() {
+        let p = ProgressDetail {
+            current: 36_445,
+            total: 1_064_565,
+        };
+        assert_eq!(
+            progress_text(Some(&p), true),
+            format!("[=>{}]  36.45kB/1.065MB", " ".repeat(49))
+        );
+        assert_eq!(progress_text(Some(&p), false), " 36.45kB/1.065MB");
+        let done = ProgressDetail {
+            current: 1_064_565,
+            total: 1_064_565,
+        };
+        assert!(progress_text(Some(&done), true).starts_with(&format!("[{}>]", "=".repeat(50))));
+        assert_eq!(progress_text(Some(&ProgressDetail::default()), true), "");
+        assert_eq!(progress_text(None, true), "");
     }
 
     #[test]

@@ -48,11 +48,13 @@ impl std::error::Error for Cancelled {}
 pub struct Usage {
     pub path: &'static str,
     pub line: &'static str,
+    /// `servin LINE`, for clap's help.
+    pub full: &'static str,
 }
 
 macro_rules! usages {
     ($($name:ident = $path:literal, $line:literal;)*) => {
-        $(pub const $name: Usage = Usage { path: $path, line: $line };)*
+        $(pub const $name: Usage = Usage { path: $path, line: $line, full: concat!("servin ", $line) };)*
         const ALL: &[Usage] = &[$($name),*];
     };
 }
@@ -229,8 +231,7 @@ pub fn from_clap(err: &clap::Error, argv: &[String]) -> ClapOutcome {
                 Some(long) => format!("unknown flag: --{}", long.split('=').next().unwrap_or(long)),
                 None => {
                     let c = arg.trim_start_matches('-').chars().next().unwrap_or('?');
-                    let typed = find_short(argv, c).unwrap_or(arg.clone());
-                    format!("unknown shorthand flag: '{c}' in {typed}")
+                    format!("unknown shorthand flag: '{c}' in -{c}")
                 }
             };
             ClapOutcome::Fail(125, flag_message(&usage, &message))
@@ -257,37 +258,20 @@ fn flag_message(usage: &Usage, message: &str) -> String {
     }
 }
 
-/// pflag's "flag needs an argument" for clap's `-f, --format <FORMAT>`.
+/// pflag's "flag needs an argument" for clap's `--format <FORMAT>`: short
+/// when the value-less flag was typed as one (the last argument).
 fn needs_argument(arg: &str, argv: &[String]) -> String {
-    let names = arg;
-    let long = names
+    let long = arg
         .split([',', ' '])
         .find_map(|w| w.strip_prefix("--"))
         .unwrap_or_default();
-    let short = names
-        .split([',', ' '])
-        .find_map(|w| {
-            w.strip_prefix('-')
-                .filter(|s| s.len() == 1 && !s.starts_with('-'))
-        })
-        .and_then(|s| s.chars().next());
-    let typed_long = !long.is_empty() && argv.iter().any(|a| a == &format!("--{long}"));
-    match short {
-        Some(c) if !typed_long => {
-            let typed = find_short(argv, c).unwrap_or_else(|| format!("-{c}"));
-            format!("flag needs an argument: '{c}' in {typed}")
+    match argv.last() {
+        Some(last) if last.starts_with('-') && !last.starts_with("--") && last.len() > 1 => {
+            let c = last.chars().last().unwrap_or('?');
+            format!("flag needs an argument: '{c}' in -{c}")
         }
         _ => format!("flag needs an argument: --{long}"),
     }
-}
-
-/// The argument in which the user typed short flag `c` (`-qx`).
-fn find_short(argv: &[String], c: char) -> Option<String> {
-    argv.iter()
-        .skip(1)
-        .rev()
-        .find(|a| a.starts_with('-') && !a.starts_with("--") && a[1..].contains(c))
-        .cloned()
 }
 
 #[cfg(test)]
@@ -339,7 +323,7 @@ mod tests {
             "flag needs an argument: --format"
         );
         assert_eq!(
-            needs_argument("-f, --filter <FILTER>", &argv("servin images -f")),
+            needs_argument("--filter <FILTER>", &argv("servin images -qf")),
             "flag needs an argument: 'f' in -f"
         );
     }

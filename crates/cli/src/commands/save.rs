@@ -60,6 +60,53 @@ impl Sink {
     }
 }
 
+/// Docker's `atomicwriter` checks on where it may write.
+fn validate_destination(target: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    if target.as_os_str().is_empty() {
+        bail!("file name is empty");
+    }
+    if let Some(dir) = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && *d != Path::new(".."))
+    {
+        let shown = dir.display().to_string();
+        match std::fs::metadata(dir) {
+            Err(e) => {
+                return Err(super::path_error("stat", &shown, &e).context("invalid output path"))
+            }
+            Ok(m) if !m.is_dir() => bail!("invalid output path: stat {shown}: not a directory"),
+            Ok(_) => {}
+        }
+    }
+    let kind = match std::fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(
+                super::path_error("lstat", &target.display().to_string(), &e)
+                    .context("failed to stat output path"),
+            )
+        }
+        Ok(m) => m.file_type(),
+    };
+    let refusal = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link directly"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device file"
+    } else {
+        "a block device file"
+    };
+    bail!("cannot write to {refusal}")
+}
+
 /// A file that appears at its path, mode 0600, only when complete (docker's
 /// `atomicwriter`); dropped uncommitted, it leaves nothing behind.
 struct AtomicFile {
@@ -72,27 +119,16 @@ struct AtomicFile {
 impl AtomicFile {
     fn create(target: &Path) -> Result<AtomicFile> {
         use std::os::unix::fs::OpenOptionsExt as _;
+        validate_destination(target)?;
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        if !dir.is_dir() {
-            bail!(
-                "invalid output path: directory {:?} does not exist",
-                dir.display().to_string()
-            );
-        }
-        if target.is_dir() {
-            bail!(
-                "invalid output path: {:?} is a directory",
-                target.display().to_string()
-            );
-        }
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = dir.join(format!(".tmp-{name}{}", std::process::id()));
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -7,6 +7,7 @@
 //! Errors read like Go's so scripts that match on them keep working.
 
 mod exec;
+mod fmt;
 mod lex;
 
 use crate::format::json::Value;
