@@ -194,6 +194,20 @@ fn error_from_body(status: u16, body: &[u8]) -> ApiError {
     ApiError { status, message }
 }
 
+/// Escapes an image name for a URL path as Go's `url.URL` does, so names
+/// with odd characters reach the daemon (and fail there, as with docker).
+pub fn escape_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~$&+,/:;=@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `application/x-www-form-urlencoded` query, as Go's `url.Values.Encode`.
 pub fn encode_query(pairs: &[(&str, String)]) -> String {
     let enc = |s: &str| {
@@ -278,6 +292,15 @@ mod tests {
             q,
             "fromImage=127.0.0.1%3A5055%2Fbusybox&changes=CMD%20%5B%22%2Fbin%2Fsh%22%5D"
         );
+    }
+
+    #[test]
+    fn path_escaping() {
+        assert_eq!(
+            escape_path("127.0.0.1:5000/a/b@sha256:ab"),
+            "127.0.0.1:5000/a/b@sha256:ab"
+        );
+        assert_eq!(escape_path("a b%"), "a%20b%25");
     }
 
     #[test]

@@ -79,10 +79,32 @@ pub async fn connect(host: &Host) -> Result<Client> {
     .negotiate_version()
     .await
     .map_err(|e| api_error(&host.url, e))?;
+    let prefix = format!("/v{}", docker.client_version());
+    let docker = docker.with_request_modifier(move |req| versioned(req, &prefix));
     Ok(Client::new(docker, host.url.clone(), host.socket.clone()))
 }
 
-/// Whether a daemon answers `GET /_ping` on the socket.
+/// bollard sends unversioned paths (`/images/json`); the docker CLI puts the
+/// negotiated version first (`/v1.41/images/json`), and so do we.
+fn versioned<B>(mut req: Request<B>, prefix: &str) -> Request<B> {
+    let mut parts = req.uri().clone().into_parts();
+    let Some(pq) = parts.path_and_query.as_ref() else {
+        return req;
+    };
+    if pq.path().starts_with("/v1.") {
+        return req;
+    }
+    if let Ok(new) = format!("{prefix}{pq}").parse() {
+        parts.path_and_query = Some(new);
+        if let Ok(uri) = hyper::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// Whether anything answers `GET /_ping` over HTTP on the socket (an error
+/// status still means a daemon is there; its errors are reported later).
 async fn ping(host: &Host) -> bool {
     let Ok(req) = Request::get("/_ping")
         .header("Host", "docker")
@@ -92,9 +114,8 @@ async fn ping(host: &Host) -> bool {
     };
     let attempt = async {
         let resp = client::send(&host.socket, &host.url, req).await.ok()?;
-        let ok = resp.status().is_success();
         resp.into_body().collect().await.ok()?;
-        Some(ok)
+        Some(true)
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(5), attempt).await,
@@ -196,6 +217,22 @@ fn open_log() -> Result<(PathBuf, File)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_the_api_version() {
+        let req = Request::get("unix://2f746d70/images/json?all=false")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            versioned(req, "/v1.41").uri().to_string(),
+            "unix://2f746d70/v1.41/images/json?all=false"
+        );
+        let req = Request::get("unix://2f746d70/v1.45/info").body(()).unwrap();
+        assert_eq!(
+            versioned(req, "/v1.41").uri().to_string(),
+            "unix://2f746d70/v1.45/info"
+        );
+    }
 
     #[test]
     fn parses_hosts() {

@@ -105,7 +105,8 @@ fn no_such_object(name: &str) -> anyhow::Error {
 }
 
 async fn get_image(client: &Client, name: &str, query: &[(&str, String)]) -> Result<Bytes> {
-    client.get_raw(&format!("/images/{name}/json"), query).await
+    let path = format!("/images/{}/json", crate::client::escape_path(name));
+    client.get_raw(&path, query).await
 }
 
 /// Docker's `inspect.Inspect`: indented JSON array, compact JSON, or a

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use hyper::Method;
 
 use super::{parse_ref, Ctx, NO_AUTH};
-use crate::client::{empty_body, JsonStream};
+use crate::client::{empty_body, escape_path, JsonStream};
 use crate::progress::{self, Display};
 use crate::usage::Usage;
 
@@ -53,7 +53,10 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
         query.push(("platform", platform.to_string()));
     }
     let client = ctx.client().await?;
-    let path = format!("/images/{}/push", reference.familiar_repository());
+    let path = format!(
+        "/images/{}/push",
+        escape_path(&reference.familiar_repository())
+    );
     let resp = client
         .request(
             Method::POST,

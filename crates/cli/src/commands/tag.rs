@@ -42,7 +42,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     };
     client
         .docker
-        .tag_image(source, Some(options))
+        .tag_image(&crate::client::escape_path(source), Some(options))
         .await
         .map_err(|e| client.err(e))
 }

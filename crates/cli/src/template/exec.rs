@@ -29,8 +29,7 @@ pub(super) fn is_function(name: &str) -> bool {
     FUNCTIONS.contains(&name)
 }
 
-struct State<'a> {
-    tmpl: &'a Template,
+struct State {
     opts: Options,
     vars: Vec<(String, Value)>,
     out: String,
@@ -51,7 +50,6 @@ pub(super) fn run(
     opts: Options,
 ) -> std::result::Result<String, String> {
     let mut state = State {
-        tmpl,
         opts,
         vars: vec![("$".to_string(), data.clone())],
         out: String::new(),
@@ -70,7 +68,7 @@ pub(super) fn run(
     }
 }
 
-impl State<'_> {
+impl State {
     fn walk(&mut self, dot: &Value, nodes: &[Node]) -> Result<()> {
         for node in nodes {
             match node {
@@ -294,7 +292,6 @@ impl State<'_> {
     }
 
     fn error(&self, pos: usize, context: &str, msg: String) -> ExecError {
-        let _ = self.tmpl;
         ExecError {
             pos,
             context: context.to_string(),
