@@ -125,6 +125,13 @@ enum ImageCommand {
 }
 
 fn main() {
+    // Die of SIGPIPE when a reader goes away (`servin save x | head`), as Go
+    // programs do, rather than failing writes with EPIPE.
+    // SAFETY: runs first, before any thread exists; setting a signal's
+    // disposition to SIG_DFL involves no handler code and no shared memory.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,

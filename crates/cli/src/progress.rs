@@ -192,12 +192,11 @@ impl Bars {
                 .size_checked()
                 .is_some_and(|(_, cols)| cols > 110)
         });
-        let line = format!(
-            "{}: {} {}",
-            msg.id,
-            msg.status,
-            progress_text(msg.progress.as_ref(), wide)
-        );
+        let mut progress = progress_text(msg.progress.as_ref(), wide);
+        if progress.is_empty() {
+            progress.clone_from(&msg.progress_message);
+        }
+        let line = format!("{}: {} {progress}", msg.id, msg.status);
         let multi = self
             .multi
             .get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));

@@ -87,6 +87,9 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
             "" | "image" => get_image(client, name, &[]).await,
             _ => Err(no_such_object(name)),
         };
+        if args.size && result.is_ok() {
+            eprintln!("WARNING: --size ignored for image");
+        }
         results.push(result.map_err(|e| {
             let skippable =
                 ApiError::is_not_found(&e) || e.to_string().contains("invalid reference format");
