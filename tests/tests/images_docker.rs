@@ -289,6 +289,19 @@ fn corrupt_truncated_and_unauthorised_blobs_are_refused() {
         )
         .ok();
     env.docker.run(&["pull", &r]).ok();
+    // servin reads the credentials `docker login` stored.
+    let servin = env.servin();
+    let anonymous = servin.run(&["pull", &r]).fails();
+    assert!(
+        anonymous.stderr.contains("unauthorized"),
+        "{}",
+        anonymous.stderr
+    );
+    let config = env.docker.config_dir().to_str().unwrap().to_string();
+    env.servin()
+        .env("DOCKER_CONFIG", &config)
+        .run(&["pull", &r])
+        .ok();
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! `servind` serves. Output, messages and exit statuses follow the stock
 //! docker CLI.
 
+mod auth;
 mod client;
 mod commands;
 mod connect;

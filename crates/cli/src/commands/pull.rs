@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use hyper::Method;
 
-use super::{parse_ref, Ctx, NO_AUTH};
+use super::{parse_ref, Ctx};
 use crate::client::{empty_body, JsonStream};
 use crate::progress::{self, Display};
 use crate::usage::Usage;
@@ -56,7 +56,10 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
             Method::POST,
             "/images/create",
             &query,
-            &[("X-Registry-Auth", NO_AUTH)],
+            &[(
+                "X-Registry-Auth",
+                &crate::auth::header_for(reference.domain()),
+            )],
             empty_body(),
         )
         .await?;
