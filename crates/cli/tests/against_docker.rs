@@ -1,9 +1,9 @@
 //! Compares `servin` with the stock `docker` CLI against the same daemon.
 //!
-//! Runs only when `SERVIN_TEST_DOCKER_HOST` names a daemon (`unix:///…`) and
-//! `docker` is on PATH; it imports a one-file image tagged
-//! `servin-cli-test/cmp:*` there and removes it afterwards. Use a private
-//! daemon: the comparisons also list whatever else it holds.
+//! Runs against `SERVIN_TEST_DOCKER_HOST` (`unix:///…`) when set, else
+//! against a private Docker Engine this test starts (needs root, dockerd and
+//! containerd); it imports a one-file image tagged `servin-cli-test/cmp:*`
+//! there and removes it afterwards.
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
@@ -12,12 +12,25 @@ const REPO: &str = "servin-cli-test/cmp";
 
 struct Daemon {
     host: String,
+    _peer: Option<servin_testkit::DockerPeer>,
 }
 
 impl Daemon {
     fn from_env() -> Option<Daemon> {
-        let host = std::env::var("SERVIN_TEST_DOCKER_HOST").ok()?;
-        Some(Daemon { host })
+        if let Ok(host) = std::env::var("SERVIN_TEST_DOCKER_HOST") {
+            return Some(Daemon { host, _peer: None });
+        }
+        if servin_testkit::skip_unless_tools(
+            "image_commands_match_docker",
+            &["docker", "dockerd", "containerd"],
+        ) {
+            return None;
+        }
+        let peer = servin_testkit::DockerPeer::start(&[]).expect("a private Docker Engine starts");
+        Some(Daemon {
+            host: peer.host(),
+            _peer: Some(peer),
+        })
     }
 
     fn run(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -103,7 +116,6 @@ fn tiny_rootfs() -> Vec<u8> {
 #[test]
 fn image_commands_match_docker() {
     let Some(daemon) = Daemon::from_env() else {
-        eprintln!("skipped: set SERVIN_TEST_DOCKER_HOST=unix:///… (a private dockerd) to compare with docker");
         return;
     };
     let tag1 = format!("{REPO}:1");
