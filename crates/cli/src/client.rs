@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -98,6 +98,7 @@ pub fn api_error(host: &str, err: bollard::errors::Error) -> anyhow::Error {
 }
 
 /// A connected, version-negotiated client.
+#[derive(Clone)]
 pub struct Client {
     pub docker: bollard::Docker,
     pub host: String,
@@ -155,6 +156,63 @@ impl Client {
         Err(error_from_body(status, &bytes).into())
     }
 
+    /// POSTs `path` asking to switch to a raw stream (`Upgrade: tcp`), as
+    /// docker's attach and exec start do. A 101 answer gives the socket in
+    /// both directions; a plain success gives its body, read-only.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Hijacked> {
+        let mut uri = format!("/v{}{path}", self.api_version());
+        if !query.is_empty() {
+            uri.push('?');
+            uri.push_str(&encode_query(query));
+        }
+        let req = Request::post(uri)
+            .header("Host", "docker")
+            .header("User-Agent", concat!("servin/", env!("CARGO_PKG_VERSION")))
+            .header("Content-Type", content_type)
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "tcp")
+            .body(Full::new(body))?;
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| ConnectError {
+                host: self.host.clone(),
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("error during connect")?;
+        tokio::spawn(conn.with_upgrades());
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        if status == 101 {
+            let upgraded = hyper::upgrade::on(resp).await?;
+            let parts = upgraded
+                .downcast::<TokioIo<tokio::net::UnixStream>>()
+                .map_err(|_| {
+                    anyhow::anyhow!("unable to upgrade to tcp: unexpected connection type")
+                })?;
+            let (read, write) = parts.io.into_inner().into_split();
+            let already = std::io::Cursor::new(parts.read_buf);
+            return Ok(Hijacked {
+                reader: Box::new(tokio::io::AsyncReadExt::chain(already, read)),
+                writer: Some(Box::new(write)),
+            });
+        }
+        if resp.status().is_success() {
+            return Ok(Hijacked {
+                reader: body_reader(resp.into_body()),
+                writer: None,
+            });
+        }
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Err(error_from_body(status, &bytes).into())
+    }
+
     /// GETs a JSON document and returns its bytes untouched.
     pub async fn get_raw(&self, path: &str, query: &[(&str, String)]) -> Result<Bytes> {
         let resp = self
@@ -162,6 +220,24 @@ impl Client {
             .await?;
         Ok(resp.into_body().collect().await?.to_bytes())
     }
+}
+
+/// A connection switched to a raw stream: what the daemon sends, and (after
+/// an upgrade) the way back, whose shutdown half-closes the socket.
+pub struct Hijacked {
+    pub reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+    pub writer: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>>,
+}
+
+/// A response body as a byte stream.
+pub fn body_reader(body: Incoming) -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    let frames = http_body_util::BodyStream::new(body).filter_map(|f| async {
+        match f {
+            Ok(frame) => frame.into_data().ok().map(Ok),
+            Err(e) => Some(Err(std::io::Error::other(e))),
+        }
+    });
+    Box::new(tokio_util::io::StreamReader::new(Box::pin(frames)))
 }
 
 /// One HTTP/1.1 exchange on a fresh connection to the socket.

@@ -6,9 +6,15 @@ mod auth;
 mod client;
 mod commands;
 mod connect;
+mod containers;
 mod format;
+mod opts;
 mod progress;
+mod signals;
+mod stream;
 mod template;
+mod timestamp;
+mod tty;
 mod usage;
 
 use std::io::Write as _;
@@ -17,7 +23,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    images, import, info, inspect, load, prune, pull, push, rmi, save, tag, version, Ctx,
+    attach, create, exec, images, import, info, inspect, kill, load, logs, pause, port, prune,
+    pull, push, rename, restart, rm, rmi, run, save, start, stop, tag, top, unpause, version, wait,
+    Ctx,
 };
 use connect::Host;
 use usage::{ClapOutcome, StatusError};
@@ -44,6 +52,25 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Attach local standard input, output, and error streams to a running container
+    #[command(override_usage = usage::ATTACH.full)]
+    Attach(attach::Args),
+    /// Manage containers
+    #[command(
+        subcommand_required = true,
+        arg_required_else_help = true,
+        override_usage = "servin container COMMAND"
+    )]
+    Container {
+        #[command(subcommand)]
+        command: ContainerCommand,
+    },
+    /// Create a new container
+    #[command(override_usage = usage::CREATE.full, disable_help_flag = true)]
+    Create(Box<create::Args>),
+    /// Execute a command in a running container
+    #[command(override_usage = usage::EXEC.full)]
+    Exec(exec::Args),
     /// Manage images
     #[command(
         subcommand_required = true,
@@ -66,27 +93,119 @@ enum Command {
     /// Return low-level information on objects
     #[command(override_usage = usage::INSPECT.full)]
     Inspect(inspect::Args),
+    /// Kill one or more running containers
+    #[command(override_usage = usage::KILL.full)]
+    Kill(kill::Args),
     /// Load an image from a tar archive or STDIN
     #[command(override_usage = usage::LOAD.full)]
     Load(load::Args),
+    /// Fetch the logs of a container
+    #[command(override_usage = usage::LOGS.full)]
+    Logs(logs::Args),
+    /// Pause all processes within one or more containers
+    #[command(override_usage = usage::PAUSE.full)]
+    Pause(pause::Args),
+    /// List port mappings or a specific mapping for the container
+    #[command(override_usage = usage::PORT.full)]
+    Port(port::Args),
     /// Download an image from a registry
     #[command(override_usage = usage::PULL.full)]
     Pull(pull::Args),
     /// Upload an image to a registry
     #[command(override_usage = usage::PUSH.full)]
     Push(push::Args),
+    /// Rename a container
+    #[command(override_usage = usage::RENAME.full)]
+    Rename(rename::Args),
+    /// Restart one or more containers
+    #[command(override_usage = usage::RESTART.full)]
+    Restart(restart::Args),
+    /// Remove one or more containers
+    #[command(override_usage = usage::RM.full)]
+    Rm(rm::Args),
     /// Remove one or more images
     #[command(override_usage = usage::RMI.full)]
     Rmi(rmi::Args),
+    /// Create and run a new container from an image
+    #[command(override_usage = usage::RUN.full, disable_help_flag = true)]
+    Run(Box<run::Args>),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     #[command(override_usage = usage::SAVE.full)]
     Save(save::Args),
+    /// Start one or more stopped containers
+    #[command(override_usage = usage::START.full)]
+    Start(start::Args),
+    /// Stop one or more running containers
+    #[command(override_usage = usage::STOP.full)]
+    Stop(stop::Args),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     #[command(override_usage = usage::TAG.full)]
     Tag(tag::Args),
+    /// Display the running processes of a container
+    #[command(override_usage = usage::TOP.full)]
+    Top(top::Args),
+    /// Unpause all processes within one or more containers
+    #[command(override_usage = usage::UNPAUSE.full)]
+    Unpause(unpause::Args),
     /// Show the Servin version information
     #[command(override_usage = usage::VERSION.full)]
     Version(version::Args),
+    /// Block until one or more containers stop, then print their exit codes
+    #[command(override_usage = usage::WAIT.full)]
+    Wait(wait::Args),
+}
+
+#[derive(Subcommand, Debug)]
+enum ContainerCommand {
+    /// Attach local standard input, output, and error streams to a running container
+    #[command(override_usage = usage::CONTAINER_ATTACH.full)]
+    Attach(attach::Args),
+    /// Create a new container
+    #[command(override_usage = usage::CONTAINER_CREATE.full, disable_help_flag = true)]
+    Create(Box<create::Args>),
+    /// Execute a command in a running container
+    #[command(override_usage = usage::CONTAINER_EXEC.full)]
+    Exec(exec::Args),
+    /// Kill one or more running containers
+    #[command(override_usage = usage::CONTAINER_KILL.full)]
+    Kill(kill::Args),
+    /// Fetch the logs of a container
+    #[command(override_usage = usage::CONTAINER_LOGS.full)]
+    Logs(logs::Args),
+    /// Pause all processes within one or more containers
+    #[command(override_usage = usage::CONTAINER_PAUSE.full)]
+    Pause(pause::Args),
+    /// List port mappings or a specific mapping for the container
+    #[command(override_usage = usage::CONTAINER_PORT.full)]
+    Port(port::Args),
+    /// Rename a container
+    #[command(override_usage = usage::CONTAINER_RENAME.full)]
+    Rename(rename::Args),
+    /// Restart one or more containers
+    #[command(override_usage = usage::CONTAINER_RESTART.full)]
+    Restart(restart::Args),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    #[command(override_usage = usage::CONTAINER_RM.full)]
+    Rm(rm::Args),
+    /// Create and run a new container from an image
+    #[command(override_usage = usage::CONTAINER_RUN.full, disable_help_flag = true)]
+    Run(Box<run::Args>),
+    /// Start one or more stopped containers
+    #[command(override_usage = usage::CONTAINER_START.full)]
+    Start(start::Args),
+    /// Stop one or more running containers
+    #[command(override_usage = usage::CONTAINER_STOP.full)]
+    Stop(stop::Args),
+    /// Display the running processes of a container
+    #[command(override_usage = usage::CONTAINER_TOP.full)]
+    Top(top::Args),
+    /// Unpause all processes within one or more containers
+    #[command(override_usage = usage::CONTAINER_UNPAUSE.full)]
+    Unpause(unpause::Args),
+    /// Block until one or more containers stop, then print their exit codes
+    #[command(override_usage = usage::CONTAINER_WAIT.full)]
+    Wait(wait::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,6 +299,29 @@ fn report(err: &anyhow::Error) -> i32 {
     1
 }
 
+async fn run_container(ctx: &Ctx, command: ContainerCommand) -> Result<()> {
+    use usage as u;
+    use ContainerCommand as C;
+    match command {
+        C::Attach(a) => attach::run(ctx, &u::CONTAINER_ATTACH, a).await,
+        C::Create(a) => create::run(ctx, &u::CONTAINER_CREATE, *a).await,
+        C::Exec(a) => exec::run(ctx, &u::CONTAINER_EXEC, a).await,
+        C::Kill(a) => kill::run(ctx, &u::CONTAINER_KILL, a).await,
+        C::Logs(a) => logs::run(ctx, &u::CONTAINER_LOGS, a).await,
+        C::Pause(a) => pause::run(ctx, &u::CONTAINER_PAUSE, a).await,
+        C::Port(a) => port::run(ctx, &u::CONTAINER_PORT, a).await,
+        C::Rename(a) => rename::run(ctx, &u::CONTAINER_RENAME, a).await,
+        C::Restart(a) => restart::run(ctx, &u::CONTAINER_RESTART, a).await,
+        C::Rm(a) => rm::run(ctx, &u::CONTAINER_RM, a).await,
+        C::Run(a) => run::run(ctx, &u::CONTAINER_RUN, *a).await,
+        C::Start(a) => start::run(ctx, &u::CONTAINER_START, a).await,
+        C::Stop(a) => stop::run(ctx, &u::CONTAINER_STOP, a).await,
+        C::Top(a) => top::run(ctx, &u::CONTAINER_TOP, a).await,
+        C::Unpause(a) => unpause::run(ctx, &u::CONTAINER_UNPAUSE, a).await,
+        C::Wait(a) => wait::run(ctx, &u::CONTAINER_WAIT, a).await,
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
     if cli.version {
         println!("Servin version {}", env!("CARGO_PKG_VERSION"));
@@ -192,6 +334,23 @@ async fn run(cli: Cli) -> Result<()> {
     };
     use usage as u;
     match command {
+        Command::Attach(a) => attach::run(&ctx, &u::ATTACH, a).await,
+        Command::Create(a) => create::run(&ctx, &u::CREATE, *a).await,
+        Command::Exec(a) => exec::run(&ctx, &u::EXEC, a).await,
+        Command::Kill(a) => kill::run(&ctx, &u::KILL, a).await,
+        Command::Logs(a) => logs::run(&ctx, &u::LOGS, a).await,
+        Command::Pause(a) => pause::run(&ctx, &u::PAUSE, a).await,
+        Command::Port(a) => port::run(&ctx, &u::PORT, a).await,
+        Command::Rename(a) => rename::run(&ctx, &u::RENAME, a).await,
+        Command::Restart(a) => restart::run(&ctx, &u::RESTART, a).await,
+        Command::Rm(a) => rm::run(&ctx, &u::RM, a).await,
+        Command::Run(a) => run::run(&ctx, &u::RUN, *a).await,
+        Command::Start(a) => start::run(&ctx, &u::START, a).await,
+        Command::Stop(a) => stop::run(&ctx, &u::STOP, a).await,
+        Command::Top(a) => top::run(&ctx, &u::TOP, a).await,
+        Command::Unpause(a) => unpause::run(&ctx, &u::UNPAUSE, a).await,
+        Command::Wait(a) => wait::run(&ctx, &u::WAIT, a).await,
+        Command::Container { command } => run_container(&ctx, command).await,
         Command::Images(a) => images::run(&ctx, &u::IMAGES, a).await,
         Command::Import(a) => import::run(&ctx, &u::IMPORT, a).await,
         Command::Info(a) => info::run(&ctx, &u::INFO, a).await,

@@ -115,30 +115,71 @@ fn rfc3339_nano(t: chrono::DateTime<Utc>) -> String {
 pub enum Display {
     /// Discard everything (`-q`), still failing on errors.
     Quiet,
-    /// Plain lines on stdout.
-    Plain,
-    /// Live bars on stdout (a terminal).
-    Bars,
+    /// Plain lines.
+    Plain(Target),
+    /// Live bars (a terminal).
+    Bars(Target),
+}
+
+/// The stream progress goes to: stdout for `pull`, stderr for the pull
+/// that `run` and `create` do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    Stderr,
+}
+
+impl Target {
+    fn writer(self) -> Box<dyn Write> {
+        match self {
+            Target::Stdout => Box::new(std::io::stdout()),
+            Target::Stderr => Box::new(std::io::stderr()),
+        }
+    }
+
+    fn term(self) -> console::Term {
+        match self {
+            Target::Stdout => console::Term::stdout(),
+            Target::Stderr => console::Term::stderr(),
+        }
+    }
 }
 
 impl Display {
     /// Bars on a terminal, plain lines otherwise.
     pub fn for_stdout(quiet: bool) -> Display {
+        Display::for_target(quiet, Target::Stdout)
+    }
+
+    /// The same on stderr.
+    pub fn for_stderr(quiet: bool) -> Display {
+        Display::for_target(quiet, Target::Stderr)
+    }
+
+    fn for_target(quiet: bool, target: Target) -> Display {
         use std::io::IsTerminal as _;
+        let terminal = match target {
+            Target::Stdout => std::io::stdout().is_terminal(),
+            Target::Stderr => std::io::stderr().is_terminal(),
+        };
         if quiet {
             Display::Quiet
-        } else if std::io::stdout().is_terminal() {
-            Display::Bars
+        } else if terminal {
+            Display::Bars(target)
         } else {
-            Display::Plain
+            Display::Plain(target)
         }
     }
 }
 
 /// Shows a whole stream; an error message in it becomes the command's error.
 pub async fn show(mut stream: JsonStream, display: Display) -> Result<()> {
-    let mut bars = Bars::default();
-    let mut out = std::io::stdout();
+    let target = match display {
+        Display::Plain(t) | Display::Bars(t) => t,
+        Display::Quiet => Target::Stdout,
+    };
+    let mut bars = Bars::new(target);
+    let mut out = target.writer();
     let result = async {
         while let Some(msg) = stream.next::<JsonMessage>().await? {
             if let Some(err) = msg.error() {
@@ -149,13 +190,13 @@ pub async fn show(mut stream: JsonStream, display: Display) -> Result<()> {
             }
             match display {
                 Display::Quiet => {}
-                Display::Plain => {
+                Display::Plain(_) => {
                     if let Some(line) = msg.plain_line() {
                         out.write_all(line.as_bytes())?;
                         out.flush()?;
                     }
                 }
-                Display::Bars => bars.show(&msg, &mut out)?,
+                Display::Bars(_) => bars.show(&msg, &mut out)?,
             }
         }
         Ok(())
@@ -167,8 +208,8 @@ pub async fn show(mut stream: JsonStream, display: Display) -> Result<()> {
 
 /// Live per-layer bars. Lines without a layer id end the current group of
 /// bars (they stay on screen) and print below them, as docker's do.
-#[derive(Default)]
 struct Bars {
+    target: Target,
     multi: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
     /// Docker draws the `[===>  ]` part only on terminals wider than 110.
@@ -176,7 +217,16 @@ struct Bars {
 }
 
 impl Bars {
-    fn show(&mut self, msg: &JsonMessage, out: &mut impl Write) -> Result<()> {
+    fn new(target: Target) -> Self {
+        Bars {
+            target,
+            multi: None,
+            bars: HashMap::new(),
+            wide: None,
+        }
+    }
+
+    fn show(&mut self, msg: &JsonMessage, out: &mut dyn Write) -> Result<()> {
         let is_layer =
             !msg.id.is_empty() && (msg.progress.is_some() || !msg.progress_message.is_empty());
         if !is_layer {
@@ -188,7 +238,8 @@ impl Bars {
             return Ok(());
         }
         let wide = *self.wide.get_or_insert_with(|| {
-            console::Term::stdout()
+            self.target
+                .term()
                 .size_checked()
                 .is_some_and(|(_, cols)| cols > 110)
         });
@@ -197,9 +248,12 @@ impl Bars {
             progress.clone_from(&msg.progress_message);
         }
         let line = format!("{}: {} {progress}", msg.id, msg.status);
-        let multi = self
-            .multi
-            .get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+        let multi = self.multi.get_or_insert_with(|| {
+            MultiProgress::with_draw_target(match self.target {
+                Target::Stdout => ProgressDrawTarget::stdout(),
+                Target::Stderr => ProgressDrawTarget::stderr(),
+            })
+        });
         let bar = self.bars.entry(msg.id.clone()).or_insert_with(|| {
             let style = ProgressStyle::with_template("{msg}").expect("static template");
             multi.add(ProgressBar::hidden().with_style(style))
@@ -214,7 +268,7 @@ impl Bars {
         }
         // The last bar's line is left without a newline.
         if self.multi.take().is_some() && !self.bars.is_empty() {
-            println!();
+            let _ = writeln!(self.target.writer());
         }
         self.bars.clear();
     }

@@ -83,7 +83,58 @@ usages! {
     IMAGE_PRUNE = "image prune", "image prune [OPTIONS]";
     INFO = "info", "info [OPTIONS]";
     VERSION = "version", "version [OPTIONS]";
+    CONTAINER = "container", "container";
+    RUN = "run", "run [OPTIONS] IMAGE [COMMAND] [ARG...]";
+    CONTAINER_RUN = "container run", "container run [OPTIONS] IMAGE [COMMAND] [ARG...]";
+    CREATE = "create", "create [OPTIONS] IMAGE [COMMAND] [ARG...]";
+    CONTAINER_CREATE = "container create", "container create [OPTIONS] IMAGE [COMMAND] [ARG...]";
+    START = "start", "start [OPTIONS] CONTAINER [CONTAINER...]";
+    CONTAINER_START = "container start", "container start [OPTIONS] CONTAINER [CONTAINER...]";
+    STOP = "stop", "stop [OPTIONS] CONTAINER [CONTAINER...]";
+    CONTAINER_STOP = "container stop", "container stop [OPTIONS] CONTAINER [CONTAINER...]";
+    KILL = "kill", "kill [OPTIONS] CONTAINER [CONTAINER...]";
+    CONTAINER_KILL = "container kill", "container kill [OPTIONS] CONTAINER [CONTAINER...]";
+    RESTART = "restart", "restart [OPTIONS] CONTAINER [CONTAINER...]";
+    CONTAINER_RESTART = "container restart", "container restart [OPTIONS] CONTAINER [CONTAINER...]";
+    PAUSE = "pause", "pause CONTAINER [CONTAINER...]";
+    CONTAINER_PAUSE = "container pause", "container pause CONTAINER [CONTAINER...]";
+    UNPAUSE = "unpause", "unpause CONTAINER [CONTAINER...]";
+    CONTAINER_UNPAUSE = "container unpause", "container unpause CONTAINER [CONTAINER...]";
+    RM = "rm", "rm [OPTIONS] CONTAINER [CONTAINER...]";
+    CONTAINER_RM = "container rm", "container rm [OPTIONS] CONTAINER [CONTAINER...]";
+    WAIT = "wait", "wait CONTAINER [CONTAINER...]";
+    CONTAINER_WAIT = "container wait", "container wait CONTAINER [CONTAINER...]";
+    LOGS = "logs", "logs [OPTIONS] CONTAINER";
+    CONTAINER_LOGS = "container logs", "container logs [OPTIONS] CONTAINER";
+    ATTACH = "attach", "attach [OPTIONS] CONTAINER";
+    CONTAINER_ATTACH = "container attach", "container attach [OPTIONS] CONTAINER";
+    EXEC = "exec", "exec [OPTIONS] CONTAINER COMMAND [ARG...]";
+    CONTAINER_EXEC = "container exec", "container exec [OPTIONS] CONTAINER COMMAND [ARG...]";
+    PS = "ps", "ps [OPTIONS]";
+    CONTAINER_LS = "container ls", "container ls [OPTIONS]";
+    CONTAINER_INSPECT = "container inspect", "container inspect [OPTIONS] CONTAINER [CONTAINER...]";
+    TOP = "top", "top CONTAINER [ps OPTIONS]";
+    CONTAINER_TOP = "container top", "container top CONTAINER [ps OPTIONS]";
+    STATS = "stats", "stats [OPTIONS] [CONTAINER...]";
+    CONTAINER_STATS = "container stats", "container stats [OPTIONS] [CONTAINER...]";
+    EVENTS = "events", "events [OPTIONS]";
+    CP = "cp", "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tservin cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH";
+    CONTAINER_CP = "container cp", "container cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tservin container cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH";
+    PORT = "port", "port CONTAINER [PRIVATE_PORT[/PROTO]]";
+    CONTAINER_PORT = "container port", "container port CONTAINER [PRIVATE_PORT[/PROTO]]";
+    RENAME = "rename", "rename CONTAINER NEW_NAME";
+    CONTAINER_RENAME = "container rename", "container rename CONTAINER NEW_NAME";
+    CONTAINER_PRUNE = "container prune", "container prune [OPTIONS]";
+    VOLUME = "volume", "volume COMMAND";
+    VOLUME_CREATE = "volume create", "volume create [OPTIONS] [VOLUME]";
+    VOLUME_LS = "volume ls", "volume ls [OPTIONS]";
+    VOLUME_INSPECT = "volume inspect", "volume inspect [OPTIONS] VOLUME [VOLUME...]";
+    VOLUME_RM = "volume rm", "volume rm [OPTIONS] VOLUME [VOLUME...]";
+    VOLUME_PRUNE = "volume prune", "volume prune [OPTIONS]";
 }
+
+/// Command groups whose second word names the command.
+const GROUPS: &[&str] = &["image", "container", "volume"];
 
 impl Usage {
     fn command(&self) -> String {
@@ -126,6 +177,26 @@ impl Usage {
         Err(self.fail(&format!("requires at most {n} {}", plural(n)), "Run"))
     }
 
+    pub fn range_args(&self, args: &[String], min: usize, max: usize) -> anyhow::Result<()> {
+        if (min..=max).contains(&args.len()) {
+            return Ok(());
+        }
+        Err(self.fail(
+            &format!("requires at least {min} and at most {max} {}", plural(max)),
+            "Run",
+        ))
+    }
+
+    /// Docker's `withHelp`: `servin: ERR` and a pointer to `COMMAND --help`,
+    /// exit 125 (how `run` and `create` report their errors).
+    pub fn with_help(&self, message: &str) -> anyhow::Error {
+        let verb = self.path.rsplit(' ').next().unwrap_or(self.path);
+        StatusError::fail(
+            125,
+            format!("{BIN}: {message}\n\nRun '{BIN} {verb} --help' for more information"),
+        )
+    }
+
     pub fn no_args(&self, args: &[String]) -> anyhow::Result<()> {
         if args.is_empty() {
             return Ok(());
@@ -165,7 +236,7 @@ pub fn usage_for(argv: &[String]) -> Usage {
             i += 1;
         } else if !a.starts_with('-') || a == "-" {
             words.push(a);
-            if words[0] != "image" {
+            if !GROUPS.contains(&words[0]) {
                 break;
             }
         }
@@ -175,6 +246,16 @@ pub fn usage_for(argv: &[String]) -> Usage {
             "list" => "image ls".to_string(),
             "remove" | "rmi" => "image rm".to_string(),
             s => format!("image {s}"),
+        },
+        ["container", sub] => match *sub {
+            "list" | "ps" => "container ls".to_string(),
+            "remove" => "container rm".to_string(),
+            s => format!("container {s}"),
+        },
+        ["volume", sub] => match *sub {
+            "list" => "volume ls".to_string(),
+            "remove" => "volume rm".to_string(),
+            s => format!("volume {s}"),
         },
         [w, ..] => w.to_string(),
         [] => String::new(),

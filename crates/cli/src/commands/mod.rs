@@ -1,17 +1,33 @@
 //! One module per verb. Each has clap `Args` and a `run`.
 
+pub mod attach;
+pub mod create;
+pub mod exec;
 pub mod images;
 pub mod import;
 pub mod info;
 pub mod inspect;
+pub mod kill;
 pub mod load;
+pub mod logs;
+pub mod pause;
+pub mod port;
 pub mod prune;
 pub mod pull;
 pub mod push;
+pub mod rename;
+pub mod restart;
+pub mod rm;
 pub mod rmi;
+pub mod run;
 pub mod save;
+pub mod start;
+pub mod stop;
 pub mod tag;
+pub mod top;
+pub mod unpause;
 pub mod version;
+pub mod wait;
 
 use std::collections::HashMap;
 
@@ -47,6 +63,46 @@ impl Ctx {
 
 /// `X-Registry-Auth` for anonymous access: base64url of `{}`.
 pub const NO_AUTH: &str = "e30=";
+
+/// Runs `op` on every container at once, then prints each name that
+/// succeeded in the order given; the errors are joined into one (docker's
+/// `parallelOperation` with `errors.Join`).
+pub async fn for_each_container<F, Fut>(names: &[String], op: F) -> Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let results = futures::future::join_all(names.iter().map(|n| op(n.clone()))).await;
+    let mut errors = Vec::new();
+    for (name, result) in names.iter().zip(results) {
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    join_errors(errors)
+}
+
+/// Docker's `errors.Join`: one line per error, exit status 1.
+pub fn join_errors(errors: Vec<String>) -> Result<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::usage::StatusError::fail(1, errors.join("\n")))
+    }
+}
+
+/// Docker's `prompt.Confirm`: the question on stdout, "y" on stdin confirms;
+/// end of input declines.
+pub fn confirm(message: &str) -> Result<bool> {
+    use std::io::{BufRead as _, Write as _};
+    let mut out = std::io::stdout();
+    write!(out, "{message} [y/N] ")?;
+    out.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().eq_ignore_ascii_case("y"))
+}
 
 /// Parses a reference as docker's `ParseNormalizedNamed`, with its messages.
 pub fn parse_ref(s: &str) -> Result<ImageRef, String> {

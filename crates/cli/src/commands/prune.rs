@@ -1,11 +1,9 @@
 //! `servin image prune`.
 
-use std::io::{BufRead as _, Write as _};
-
 use anyhow::Result;
 use bollard::query_parameters::PruneImagesOptions;
 
-use super::{parse_filters, Ctx};
+use super::{confirm, parse_filters, Ctx};
 use crate::format::human_size;
 use crate::usage::{Cancelled, Usage};
 
@@ -64,15 +62,4 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     }
     println!("Total reclaimed space: {}", human_size(reclaimed as f64));
     Ok(())
-}
-
-/// Docker's `prompt.Confirm`: the question on stdout, "y" on stdin confirms;
-/// end of input declines.
-fn confirm(message: &str) -> Result<bool> {
-    let mut out = std::io::stdout();
-    write!(out, "{message} [y/N] ")?;
-    out.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim().eq_ignore_ascii_case("y"))
 }

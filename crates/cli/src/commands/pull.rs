@@ -4,9 +4,10 @@ use anyhow::{bail, Result};
 use hyper::Method;
 
 use super::{parse_ref, Ctx};
-use crate::client::{empty_body, JsonStream};
+use crate::client::{empty_body, Client, JsonStream};
 use crate::progress::{self, Display};
 use crate::usage::Usage;
+use servin_api::ImageRef;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -39,18 +40,47 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
             println!("Using default tag: {}", servin_api::DEFAULT_TAG);
         }
     }
-    let mut query = vec![("fromImage", reference.repository())];
-    if !args.all_tags {
-        let tag = match reference.digest() {
+    let client = ctx.client().await?;
+    let tag = if args.all_tags {
+        None
+    } else {
+        Some(match reference.digest() {
             Some(d) => d.to_string(),
             None => reference.tag().unwrap_or_default().to_string(),
-        };
+        })
+    };
+    pull_image(
+        client,
+        &reference,
+        tag,
+        args.platform.as_deref(),
+        Display::for_stdout(args.quiet),
+    )
+    .await?;
+    if args.all_tags {
+        println!("{}", reference.repository());
+    } else {
+        println!("{reference}");
+    }
+    Ok(())
+}
+
+/// `POST /images/create` for `reference` (a `tag` or digest, or all tags
+/// when `None`), showing the progress stream on `display`.
+pub async fn pull_image(
+    client: &Client,
+    reference: &ImageRef,
+    tag: Option<String>,
+    platform: Option<&str>,
+    display: Display,
+) -> Result<()> {
+    let mut query = vec![("fromImage", reference.repository())];
+    if let Some(tag) = tag {
         query.push(("tag", tag));
     }
-    if let Some(p) = args.platform.as_deref().filter(|p| !p.is_empty()) {
+    if let Some(p) = platform.filter(|p| !p.is_empty()) {
         query.push(("platform", p.to_lowercase()));
     }
-    let client = ctx.client().await?;
     let resp = client
         .request(
             Method::POST,
@@ -63,11 +93,5 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
             empty_body(),
         )
         .await?;
-    progress::show(JsonStream::new(resp), Display::for_stdout(args.quiet)).await?;
-    if args.all_tags {
-        println!("{}", reference.repository());
-    } else {
-        println!("{reference}");
-    }
-    Ok(())
+    progress::show(JsonStream::new(resp), display).await
 }
