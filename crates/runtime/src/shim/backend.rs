@@ -1,0 +1,245 @@
+//! The OCI runtimes the shim drives: youki's `libcontainer` in-process, or
+//! an external runc-compatible binary.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+
+use super::runc::Runc;
+use crate::error::{chain, RuntimeError};
+use crate::lookup::{check_executable, classify_runtime_error};
+use crate::spec::{ContainerSpec, RuntimeKind};
+
+/// How a new process gets its stdio.
+pub enum Stdio {
+    /// The process's ends of three pipes.
+    Pipes {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A pty, whose master the runtime sends to this console socket.
+    Console(PathBuf),
+}
+
+/// One container's OCI runtime.
+pub enum Backend {
+    Builtin(Builtin),
+    Runc(Runc),
+}
+
+impl Backend {
+    pub fn new(spec: &ContainerSpec) -> Backend {
+        match &spec.runtime {
+            RuntimeKind::Builtin => Backend::Builtin(Builtin {
+                id: spec.id.clone(),
+                root: spec.state_dir.join("libcontainer"),
+                container: None,
+            }),
+            RuntimeKind::Runc { path } => Backend::Runc(Runc::new(path, &spec.state_dir, &spec.id)),
+        }
+    }
+
+    /// Creates the container from the bundle; returns the pid of its init,
+    /// which waits for [`Backend::start`].
+    pub fn create(&mut self, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
+        match self {
+            Backend::Builtin(b) => b.create(bundle, stdio),
+            Backend::Runc(r) => r.create(bundle, stdio),
+        }
+    }
+
+    pub fn start(&mut self) -> Result<(), RuntimeError> {
+        match self {
+            Backend::Builtin(b) => b.loaded()?.start().map_err(|e| RuntimeError::Oci {
+                op: "start",
+                message: chain(&e),
+            }),
+            Backend::Runc(r) => r.simple("start", &[]),
+        }
+    }
+
+    pub fn pause(&mut self) -> Result<(), RuntimeError> {
+        match self {
+            Backend::Builtin(b) => b.loaded()?.pause().map_err(|e| RuntimeError::Oci {
+                op: "pause",
+                message: chain(&e),
+            }),
+            Backend::Runc(r) => r.simple("pause", &[]),
+        }
+    }
+
+    pub fn resume(&mut self) -> Result<(), RuntimeError> {
+        match self {
+            Backend::Builtin(b) => b.loaded()?.resume().map_err(|e| RuntimeError::Oci {
+                op: "resume",
+                message: chain(&e),
+            }),
+            Backend::Runc(r) => r.simple("resume", &[]),
+        }
+    }
+
+    /// Starts the OCI process in `process_json` inside the running
+    /// container; returns its pid (a child of the shim).
+    pub fn exec(
+        &mut self,
+        process_json: &Path,
+        tty: bool,
+        stdio: Stdio,
+    ) -> Result<i32, RuntimeError> {
+        match self {
+            Backend::Builtin(b) => b.exec(process_json, tty, stdio),
+            Backend::Runc(r) => r.exec(process_json, stdio),
+        }
+    }
+
+    /// Removes the runtime's state of the (stopped) container, cgroups included.
+    pub fn delete(&mut self) -> Result<(), RuntimeError> {
+        match self {
+            Backend::Builtin(b) => b.delete(),
+            Backend::Runc(r) => r.simple("delete", &["--force"]),
+        }
+    }
+}
+
+/// youki's libcontainer, called in the (single-threaded) shim.
+pub struct Builtin {
+    id: String,
+    root: PathBuf,
+    container: Option<Container>,
+}
+
+impl Builtin {
+    fn builder(&self, stdio: Stdio) -> Result<ContainerBuilder, RuntimeError> {
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| RuntimeError::io(format!("create {}", self.root.display()), e))?;
+        let b = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
+            .with_root_path(&self.root)
+            .map_err(|e| RuntimeError::Oci {
+                op: "create",
+                message: chain(&e),
+            })?
+            .with_executor(ServinExecutor);
+        Ok(match stdio {
+            Stdio::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr),
+            Stdio::Console(path) => b.with_console_socket(Some(path)),
+        })
+    }
+
+    fn create(&mut self, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
+        let container = self
+            .builder(stdio)?
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| classify_runtime_error("create", chain(&e)))?;
+        let pid = container.pid().ok_or_else(|| RuntimeError::Oci {
+            op: "create",
+            message: "the container has no init process".into(),
+        })?;
+        self.container = Some(container);
+        Ok(pid.as_raw())
+    }
+
+    fn loaded(&mut self) -> Result<&mut Container, RuntimeError> {
+        if self.container.is_none() {
+            let c = Container::load(self.root.join(&self.id)).map_err(|e| RuntimeError::Oci {
+                op: "state",
+                message: chain(&e),
+            })?;
+            self.container = Some(c);
+        }
+        Ok(self.container.as_mut().expect("loaded above"))
+    }
+
+    fn exec(&mut self, process_json: &Path, tty: bool, stdio: Stdio) -> Result<i32, RuntimeError> {
+        let pid = self
+            .builder(stdio)?
+            .as_tenant()
+            .with_process(Some(process_json))
+            .with_detach(tty)
+            .build()
+            .map_err(|e| classify_runtime_error("exec", chain(&e)))?;
+        Ok(pid.as_raw())
+    }
+
+    fn delete(&mut self) -> Result<(), RuntimeError> {
+        if !self.root.join(&self.id).exists() {
+            return Ok(());
+        }
+        self.loaded()?.delete(true).map_err(|e| RuntimeError::Oci {
+            op: "delete",
+            message: chain(&e),
+        })?;
+        self.container = None;
+        Ok(())
+    }
+}
+
+/// libcontainer's default executor, with the command looked up the way the
+/// shim does and the signal state of a fresh process.
+#[derive(Clone)]
+struct ServinExecutor;
+
+impl Executor for ServinExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        reset_signal_state();
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let Some(process) = spec.process() else {
+            return Err(ExecutorValidationError::ArgValidationError(
+                "No process in the spec".into(),
+            ));
+        };
+        let Some(cmd) = process.args().as_ref().and_then(|a| a.first()) else {
+            return Err(ExecutorValidationError::ArgValidationError(
+                "No command specified".into(),
+            ));
+        };
+        let path = process
+            .env()
+            .as_ref()
+            .and_then(|env| env.iter().find_map(|e| e.strip_prefix("PATH=")))
+            .unwrap_or(crate::bundle::DEFAULT_PATH);
+        let cwd = process.cwd().to_string_lossy();
+        // We run inside the container here, after pivot_root: "/" is its root.
+        check_executable(Path::new("/"), &[], cmd, &cwd, path).map_err(|e| {
+            let detail = match e {
+                RuntimeError::ExecutableNotFound(d) | RuntimeError::PermissionDenied(d) => {
+                    format!("exec: {d}")
+                }
+                other => other.to_string(),
+            };
+            ExecutorValidationError::ArgValidationError(detail)
+        })
+    }
+}
+
+/// The shim ignores SIGPIPE (Rust's runtime does) and ignored signals
+/// survive exec: give the container's process default dispositions and an
+/// empty signal mask, as a freshly forked runc process has.
+fn reset_signal_state() {
+    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code; this process is
+        // single-threaded and about to exec.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
