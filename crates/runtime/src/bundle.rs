@@ -443,9 +443,9 @@ mod tests {
             .iter()
             .map(|m| m["destination"].as_str().unwrap())
             .collect();
-        assert_eq!(&dests[6..], ["/dev/shm", "/a", "/a/b", "/etc/hosts"]);
+        assert_eq!(&dests[6..], ["/a", "/dev/shm", "/a/b", "/etc/hosts"]);
         assert_eq!(
-            m[6]["options"],
+            m[7]["options"],
             json!(["nosuid", "nodev", "size=1m", "exec"])
         );
         assert_eq!(m[8]["options"], json!(["rbind", "rprivate", "ro"]));

@@ -168,7 +168,8 @@ pub fn read_exit_status(state_dir: &Path) -> Option<ExitStatus> {
 }
 
 impl ShimClient {
-    /// Re-adopts the shim of a container (after a daemon restart).
+    /// Re-adopts the shim of a container (after a daemon restart). Succeeds
+    /// for a container that exited meanwhile too: its state is then `Exited`.
     pub fn connect(state_dir: &Path) -> Result<ShimClient, RuntimeError> {
         let client = ShimClient {
             state_dir: state_dir.to_path_buf(),
@@ -187,8 +188,14 @@ impl ShimClient {
         Ok(s.pid)
     }
 
+    /// The container's state; `Exited` from `exit.json` once the shim is gone.
     pub fn state(&self) -> Result<ShimState, RuntimeError> {
-        self.call(&Request::State)
+        match self.call(&Request::State) {
+            Err(RuntimeError::ShimUnavailable { path, source }) => read_exit_status(&path)
+                .map(ShimState::from)
+                .ok_or(RuntimeError::ShimUnavailable { path, source }),
+            other => other,
+        }
     }
 
     /// Sends `signal` to the container's main process.
@@ -196,11 +203,16 @@ impl ShimClient {
         self.call::<Value>(&Request::Kill { signal }).map(drop)
     }
 
-    /// Blocks until the container has exited (and the shim has cleaned up).
+    /// Blocks until the container has exited (and the shim has cleaned up);
+    /// reads `exit.json` when the shim is already gone.
     pub fn wait(&self) -> Result<ExitStatus, RuntimeError> {
-        let (stream, value) = self.round_trip(&Request::Wait, None)?;
-        drop(stream);
-        decode(value)
+        match self.round_trip(&Request::Wait, None) {
+            Ok((_, value)) => decode(value),
+            Err(RuntimeError::ShimUnavailable { path, source }) => {
+                read_exit_status(&path).ok_or(RuntimeError::ShimUnavailable { path, source })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Attaches to the container's stdio; see the protocol module for the stream.

@@ -1,8 +1,10 @@
-//! Running containers end to end with the built-in runtime. Needs root.
+//! Running containers end to end with the built-in runtime (and runc for
+//! one of them). Needs root: each test skips without it.
 
 mod common;
 
 use common::*;
+use servin_runtime::{MountSpec, RuntimeError, RuntimeKind, ShimState};
 
 #[test]
 fn echo_hello_via_attach() {
@@ -20,5 +22,266 @@ fn echo_hello_via_attach() {
         log_lines(&spec),
         vec![("stdout".to_string(), "hello\n".to_string())]
     );
+    assert_eq!(
+        servin_runtime::read_exit_status(&spec.state_dir),
+        Some(exit)
+    );
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn echo_hello_with_runc() {
+    if !require_root("echo_hello_with_runc") {
+        return;
+    }
+    let Some(runc) = runc_path() else {
+        if std::env::var("SERVIN_REQUIRE_VM").as_deref() == Ok("1") {
+            panic!("runc is not installed (SERVIN_REQUIRE_VM=1)");
+        }
+        eprintln!("skipping echo_hello_with_runc: runc is not installed");
+        return;
+    };
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["sh", "-c", "echo hello; echo oops >&2; exit 4"]);
+    spec.runtime = RuntimeKind::Runc { path: runc };
+    let (out, err, exit) = run(&spec);
+    assert_eq!(
+        (out.as_str(), err.as_str(), exit.code),
+        ("hello\n", "oops\n", 4)
+    );
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn exit_code_and_stderr() {
+    if !require_root("exit_code_and_stderr") {
+        return;
+    }
+    let fx = Fixture::new();
+    let spec = fx.spec(&["sh", "-c", "echo out; echo err >&2; printf partial; exit 3"]);
+    let (out, err, exit) = run(&spec);
+    assert_eq!(
+        (out.as_str(), err.as_str(), exit.code),
+        ("out\npartial", "err\n", 3)
+    );
+    let log = log_lines(&spec);
+    assert!(log.contains(&("stderr".into(), "err\n".into())), "{log:?}");
+    assert!(
+        log.contains(&("stdout".into(), "partial".into())),
+        "{log:?}"
+    );
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn missing_executable_is_the_127_error() {
+    if !require_root("missing_executable_is_the_127_error") {
+        return;
+    }
+    let fx = Fixture::new();
+    let spec = fx.spec(&["nosuch"]);
+    let err = servin_runtime::spawn_shim(&spec, &shim_bin()).unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::ExecutableNotFound(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.exit_code(), Some(127));
+    assert!(
+        err.to_string()
+            .contains("exec: \"nosuch\": executable file not found in $PATH"),
+        "{err}"
+    );
+    let spec2 = fx.spec(&["/etc/passwd"]);
+    let err = servin_runtime::spawn_shim(&spec2, &shim_bin()).unwrap_err();
+    assert_eq!(err.exit_code(), Some(126), "{err}");
+    fx.assert_clean(&spec);
+    fx.assert_clean(&spec2);
+}
+
+#[test]
+fn sigkill_gives_137() {
+    if !require_root("sigkill_gives_137") {
+        return;
+    }
+    let fx = Fixture::new();
+    let spec = fx.spec(&["sleep", "100"]);
+    let client = servin_runtime::spawn_shim(&spec, &shim_bin()).unwrap();
+    assert_eq!(client.state().unwrap(), ShimState::Created);
+    let pid = client.start().unwrap();
+    assert!(matches!(client.state().unwrap(), ShimState::Running { pid: p, .. } if p == pid));
+    let cgroups = cgroup_dirs_named(&spec.id);
+    assert!(
+        cgroups
+            .iter()
+            .any(|c| c.ends_with(format!("memory/{CGROUP_PARENT}/{}", spec.id))),
+        "{cgroups:?}"
+    );
+    client.kill(9).unwrap();
+    let exit = client.wait().unwrap();
+    assert_eq!(exit.code, 137);
+    assert!(!exit.oom_killed);
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn user_nobody() {
+    if !require_root("user_nobody") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["sh", "-c", "id -u; id -g; echo $HOME"]);
+    spec.process.user = "nobody".into();
+    let (out, err, exit) = run(&spec);
+    assert_eq!(out, "65534\n65534\n/nonexistent\n", "stderr: {err}");
+    assert_eq!(exit.code, 0);
+
+    let mut bad = fx.spec(&["true"]);
+    bad.process.user = "nosuchuser".into();
+    let err = servin_runtime::spawn_shim(&bad, &shim_bin()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("nosuchuser: no matching entries in passwd file"),
+        "{err}"
+    );
+    fx.assert_clean(&spec);
+    fx.assert_clean(&bad);
+}
+
+#[test]
+fn env_cwd_and_hostname() {
+    if !require_root("env_cwd_and_hostname") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["sh", "-c", "echo $FOO; pwd; hostname; echo $$"]);
+    spec.process.env.push("FOO=bar baz".into());
+    spec.process.cwd = "/work/dir".into();
+    spec.hostname = "myhost".into();
+    let (out, err, exit) = run(&spec);
+    assert_eq!(out, "bar baz\n/work/dir\nmyhost\n1\n", "stderr: {err}");
+    assert_eq!(exit.code, 0);
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn readonly_bind_mount_cannot_be_written() {
+    if !require_root("readonly_bind_mount_cannot_be_written") {
+        return;
+    }
+    let fx = Fixture::new();
+    let data = fx.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("in"), "from host\n").unwrap();
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "cat /data/in; echo rw > /rw/f; echo x > /data/out",
+    ]);
+    let rw = fx.path().join("rw");
+    std::fs::create_dir_all(&rw).unwrap();
+    spec.mounts = vec![
+        MountSpec::Bind {
+            source: data.clone(),
+            destination: "/data".into(),
+            readonly: true,
+        },
+        MountSpec::Bind {
+            source: rw.clone(),
+            destination: "/rw".into(),
+            readonly: false,
+        },
+    ];
+    let (out, err, exit) = run(&spec);
+    assert_eq!(out, "from host\n");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert_ne!(exit.code, 0);
+    assert!(!data.join("out").exists());
+    assert_eq!(std::fs::read_to_string(rw.join("f")).unwrap(), "rw\n");
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn readonly_rootfs_and_tmpfs() {
+    if !require_root("readonly_rootfs_and_tmpfs") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo wrote-root; touch /scratch/y && echo wrote-tmpfs; \
+         grep -c ' /scratch tmpfs' /proc/mounts",
+    ]);
+    spec.readonly_rootfs = true;
+    spec.mounts = vec![MountSpec::Tmpfs {
+        destination: "/scratch".into(),
+        options: vec!["size=1m".into()],
+    }];
+    let (out, err, exit) = run(&spec);
+    assert_eq!(out, "wrote-tmpfs\n1\n", "stderr: {err}");
+    assert_eq!(exit.code, 0);
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn tty_container() {
+    if !require_root("tty_container") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["sh", "-c", "tty; stty size; echo done"]);
+    spec.process.tty = true;
+    let client = servin_runtime::spawn_shim(&spec, &shim_bin()).unwrap();
+    client.resize(100, 30).unwrap();
+    let mut stream = client.attach(false, true, true).unwrap();
+    client.start().unwrap();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut out).unwrap();
+    let exit = client.wait().unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(out, "/dev/pts/0\r\n30 100\r\ndone\r\n");
+    assert_eq!(exit.code, 0);
+    let log = log_lines(&spec);
+    assert!(log.iter().all(|(s, _)| s == "stdout"), "{log:?}");
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn stdin_is_relayed_and_closed() {
+    if !require_root("stdin_is_relayed_and_closed") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["sh", "-c", "while read l; do echo got:$l; done; echo eof"]);
+    spec.process.open_stdin = true;
+    let client = servin_runtime::spawn_shim(&spec, &shim_bin()).unwrap();
+    let stream = client.attach(true, true, true).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let reader = std::thread::spawn(move || read_frames(stream));
+    client.start().unwrap();
+    std::io::Write::write_all(&mut writer, b"one\ntwo\n").unwrap();
+    writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let exit = client.wait().unwrap();
+    let (out, _) = reader.join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out), "got:one\ngot:two\neof\n");
+    assert_eq!(exit.code, 0);
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn network_none_has_loopback_up() {
+    if !require_root("network_none_has_loopback_up") {
+        return;
+    }
+    let fx = Fixture::new();
+    let spec = fx.spec(&[
+        "sh",
+        "-c",
+        "cat /sys/class/net/lo/operstate; ls /sys/class/net",
+    ]);
+    let (out, err, exit) = run(&spec);
+    assert_eq!(exit.code, 0, "stderr: {err}");
+    // A loopback that is up reports "unknown" (it has no carrier).
+    assert_eq!(out, "unknown\nlo\n");
     fx.assert_clean(&spec);
 }
