@@ -27,5 +27,6 @@ async fn main() -> anyhow::Result<()> {
     let engine = servin_engine::Engine::open(settings.engine_config())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("Cannot open the engine")?;
+    engine.restore();
     server::serve(engine, &settings).await
 }

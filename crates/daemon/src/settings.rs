@@ -130,6 +130,7 @@ impl Settings {
             registries: servin_image::RegistryConfig {
                 insecure: self.insecure_registries.clone(),
             },
+            shim_binary: shim_binary(),
             build: servin_engine::BuildInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 git_commit: option_env!("SERVIN_GIT_COMMIT")
@@ -138,4 +139,15 @@ impl Settings {
             },
         }
     }
+}
+
+/// `servin-shim` next to this executable (`SERVIN_SHIM` overrides).
+fn shim_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("SERVIN_SHIM") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("servin-shim")))
+        .unwrap_or_else(|| PathBuf::from("servin-shim"))
 }

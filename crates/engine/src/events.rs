@@ -35,6 +35,48 @@ impl Event {
         }
     }
 
+    pub fn container(action: &str, id: &str, rec: &crate::containers::ContainerRecord) -> Self {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("name".to_string(), rec.name.clone());
+        attributes.insert("image".to_string(), rec.image.clone());
+        if let Some(labels) = rec.config["Labels"].as_object() {
+            for (k, v) in labels {
+                if let Some(v) = v.as_str() {
+                    attributes.insert(k.clone(), v.to_string());
+                }
+            }
+        }
+        if action == "die" {
+            if let crate::containers::State::Exited { code, .. } = &rec.state {
+                attributes.insert("exitCode".to_string(), code.to_string());
+            }
+        }
+        Self {
+            kind: "container",
+            action: action.to_string(),
+            actor: EventActor {
+                id: id.to_string(),
+                attributes,
+            },
+            time_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        }
+    }
+
+    pub fn volume(action: &str, name: &str) -> Self {
+        let mut e = Self::image(action, name, None);
+        e.kind = "volume";
+        e.actor.attributes.insert("driver".into(), "local".into());
+        e
+    }
+
+    /// Adds an attribute.
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.actor
+            .attributes
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+
     /// The event as Docker's `/events` stream sends it.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

@@ -5,10 +5,12 @@
 // Docker-shaped JSON documents (`/info`) are deep `json!` literals.
 #![recursion_limit = "256"]
 
+pub mod containers;
 mod events;
 mod images;
 mod system;
 mod transfer;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ pub struct EngineConfig {
     pub data_root: PathBuf,
     pub registries: RegistryConfig,
     pub build: BuildInfo,
+    /// The `servin-shim` executable started for each container.
+    pub shim_binary: PathBuf,
 }
 
 /// A handle to the engine; cheap to clone.
@@ -37,6 +41,10 @@ pub struct Engine {
 struct Inner {
     config: EngineConfig,
     images: Arc<ImageStore>,
+    containers: Arc<containers::ContainerStore>,
+    execs: containers::ExecTable,
+    pending_attaches:
+        std::sync::Mutex<std::collections::HashMap<String, Vec<containers::PendingAttach>>>,
     events: tokio::sync::broadcast::Sender<Event>,
     started: SystemTime,
 }
@@ -52,11 +60,15 @@ impl Engine {
             ))
         })?;
         let images = Arc::new(ImageStore::open(&config.data_root)?);
+        let containers = Arc::new(containers::ContainerStore::open(&config.data_root)?);
         let (events, _) = tokio::sync::broadcast::channel(1024);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 images,
+                containers,
+                execs: Default::default(),
+                pending_attaches: Default::default(),
                 events,
                 started: SystemTime::now(),
             }),
@@ -80,8 +92,75 @@ impl Engine {
         let _ = self.inner.events.send(event);
     }
 
-    /// The container using an image, if any (none yet: containers come with the runtime).
-    pub(crate) fn image_user(&self, _id: &servin_api::Digest) -> Option<String> {
-        None
+    pub(crate) fn containers(&self) -> &containers::ContainerStore {
+        &self.inner.containers
+    }
+
+    pub(crate) fn execs(&self) -> &containers::ExecTable {
+        &self.inner.execs
+    }
+
+    pub(crate) fn containers_arc(&self) -> Arc<containers::ContainerStore> {
+        self.inner.containers.clone()
+    }
+
+    /// Re-adopts containers whose shims outlived a previous daemon; call
+    /// once, from within the runtime, after [`Engine::open`].
+    pub fn restore(&self) {
+        self.restore_containers();
+    }
+
+    pub(crate) fn add_pending_attach(&self, id: &str, p: containers::PendingAttach) {
+        let mut map = self
+            .inner
+            .pending_attaches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.entry(id.to_string()).or_default().push(p);
+    }
+
+    pub(crate) fn take_pending_attaches(&self, id: &str) -> Vec<containers::PendingAttach> {
+        let mut map = self
+            .inner
+            .pending_attaches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.remove(id).unwrap_or_default()
+    }
+
+    /// Containers (short IDs) whose mounts use the named volume.
+    pub(crate) fn containers_using_volume(&self, name: &str) -> Vec<String> {
+        self.containers()
+            .all()
+            .into_iter()
+            .filter(|c| {
+                let binds = c.host_config["Binds"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let mounts = c.host_config["Mounts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                binds
+                    .iter()
+                    .filter_map(|b| b.as_str())
+                    .any(|b| b.split(':').next() == Some(name))
+                    || mounts
+                        .iter()
+                        .any(|m| m["Type"] == "volume" && m["Source"] == name)
+            })
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// The container using an image, if any.
+    pub(crate) fn image_user(&self, id: &servin_api::Digest) -> Option<String> {
+        let id = id.to_string();
+        self.containers()
+            .all()
+            .into_iter()
+            .find(|c| c.image_id == id)
+            .map(|c| c.id)
     }
 }

@@ -20,4 +20,4 @@ pub use meta::{ImageRecord, LayerRecord};
 pub use platform::Platform;
 pub use progress::{Progress, ProgressSink};
 pub use registry::{Credentials, RegistryConfig};
-pub use store::{DeleteItem, ImageStore};
+pub use store::{dir_size, DeleteItem, ImageStore};

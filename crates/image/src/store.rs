@@ -375,7 +375,7 @@ impl ImageStore {
 }
 
 /// Bytes of regular-file content under `dir`, not following symlinks.
-pub(crate) fn dir_size(dir: &Path) -> u64 {
+pub fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

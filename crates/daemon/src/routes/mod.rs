@@ -1,8 +1,11 @@
 //! Routes: each handler translates an HTTP request into one engine call.
 
+mod containers;
+mod exec;
 mod images;
 mod stream;
 mod system;
+mod volumes;
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -15,6 +18,9 @@ pub fn router(engine: Engine) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(containers::routes())
+        .merge(exec::routes())
+        .merge(volumes::routes())
         .fallback(not_found)
         .with_state(engine)
 }

@@ -1,0 +1,508 @@
+//! `POST /containers/create`: Docker's create body merged with the image's
+//! defaults, validated, and recorded. Also the translation of a record into
+//! the runtime's [`ContainerSpec`] at start.
+
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+use servin_api::Error;
+use servin_runtime::{ContainerSpec, MountSpec, NetworkMode, ProcessSpec, Resources, RuntimeKind};
+
+use super::names;
+use super::record::{ContainerRecord, State};
+use crate::Engine;
+
+/// What `create` answers.
+pub struct Created {
+    pub id: String,
+    pub warnings: Vec<String>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// Docker's memory minimum.
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+fn check_host_config(hc: &Value) -> Result<(), Error> {
+    let mem = hc["Memory"].as_i64().unwrap_or(0);
+    if mem != 0 && mem < MIN_MEMORY {
+        return Err(Error::invalid("Minimum memory limit allowed is 6MB"));
+    }
+    let swap = hc["MemorySwap"].as_i64().unwrap_or(0);
+    if swap > 0 && mem == 0 {
+        return Err(Error::invalid(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ));
+    }
+    if swap > 0 && swap < mem {
+        return Err(Error::invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    if hc["NanoCpus"].as_i64().unwrap_or(0) < 0 {
+        return Err(Error::invalid(
+            "Range of CPUs is from 0.01 to the number of CPUs available",
+        ));
+    }
+    let mode = hc["NetworkMode"].as_str().unwrap_or("");
+    if !matches!(mode, "" | "default" | "bridge" | "none" | "host") {
+        return Err(Error::not_found(format!("network {mode} not found")));
+    }
+    if let Some(rp) = hc["RestartPolicy"]["Name"].as_str() {
+        if !matches!(rp, "" | "no" | "always" | "on-failure" | "unless-stopped") {
+            return Err(Error::invalid(format!("invalid restart policy '{rp}'")));
+        }
+    }
+    Ok(())
+}
+
+/// Image env first, then the container's, later keys overriding.
+fn merge_env(image: &Value, container: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for list in [image, container] {
+        for e in list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
+            let key = e.split('=').next().unwrap_or(e);
+            out.retain(|x| x.split('=').next().unwrap_or(x) != key);
+            out.push(e.to_string());
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// Creates a container from Docker's create body.
+    pub fn create_container(&self, name: Option<&str>, body: &Value) -> Result<Created, Error> {
+        let image_name = body["Image"].as_str().unwrap_or("");
+        if image_name.is_empty() {
+            return Err(Error::invalid(
+                "config cannot be empty in order to create a container",
+            ));
+        }
+        let (image, image_config) = self.image(image_name)?;
+        let img = image_config.get("config").cloned().unwrap_or(json!({}));
+        let hc = body.get("HostConfig").cloned().unwrap_or(json!({}));
+        check_host_config(&hc)?;
+
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(n);
+                if !valid_name(n) {
+                    return Err(Error::invalid(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n.to_string()
+            }
+            None => names::generate(
+                &self
+                    .containers()
+                    .all()
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>(),
+            ),
+        };
+
+        let mut config: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
+        config.remove("HostConfig");
+        config.remove("NetworkingConfig");
+        let has_entrypoint = !body["Entrypoint"].is_null();
+        let entrypoint = if has_entrypoint {
+            body["Entrypoint"].clone()
+        } else {
+            img["Entrypoint"].clone()
+        };
+        let cmd = if !body["Cmd"].is_null() {
+            body["Cmd"].clone()
+        } else if has_entrypoint {
+            Value::Null
+        } else {
+            img["Cmd"].clone()
+        };
+        let args: Vec<String> = [&entrypoint, &cmd]
+            .iter()
+            .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        if args.is_empty() {
+            return Err(Error::invalid("No command specified"));
+        }
+        let id = new_id();
+        config.insert("Entrypoint".into(), entrypoint);
+        config.insert("Cmd".into(), cmd);
+        config.insert("Env".into(), json!(merge_env(&img["Env"], &body["Env"])));
+        config.insert("Image".into(), json!(image_name));
+        for key in ["WorkingDir", "User", "StopSignal"] {
+            if config
+                .get(key)
+                .and_then(|v| v.as_str())
+                .is_none_or(|s| s.is_empty())
+            {
+                if let Some(v) = img.get(key).filter(|v| !v.is_null()) {
+                    config.insert(key.into(), v.clone());
+                }
+            }
+        }
+        let mut labels = img["Labels"].as_object().cloned().unwrap_or_default();
+        if let Some(l) = body["Labels"].as_object() {
+            labels.extend(l.clone());
+        }
+        config.insert("Labels".into(), Value::Object(labels));
+        if config
+            .get("Hostname")
+            .and_then(|v| v.as_str())
+            .is_none_or(|s| s.is_empty())
+        {
+            config.insert("Hostname".into(), json!(&id[..12]));
+        }
+        if config.get("Healthcheck").is_none_or(|v| v.is_null()) && !img["Healthcheck"].is_null() {
+            config.insert("Healthcheck".into(), img["Healthcheck"].clone());
+        }
+        for key in [
+            "Tty",
+            "OpenStdin",
+            "StdinOnce",
+            "AttachStdin",
+            "AttachStdout",
+            "AttachStderr",
+        ] {
+            config.entry(key).or_insert(json!(false));
+        }
+
+        let mut warnings = Vec::new();
+        if hc["Memory"].as_i64().unwrap_or(0) > 0
+            && !std::path::Path::new("/sys/fs/cgroup/memory").exists()
+            && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        {
+            warnings.push(
+                "Your kernel does not support memory limit capabilities. Limitation discarded."
+                    .into(),
+            );
+        }
+        let runtime = hc["Runtime"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .unwrap_or("servin")
+            .to_string();
+        if runtime != "servin" && runtime != "runc" {
+            return Err(Error::invalid(format!(
+                "unknown or invalid runtime name: {runtime}"
+            )));
+        }
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name,
+            created: now(),
+            image: image_name.to_string(),
+            image_id: image.id.to_string(),
+            config: Value::Object(config),
+            host_config: hc,
+            state: State::Created,
+            restart_count: 0,
+            manually_stopped: false,
+            runtime,
+        };
+        self.prepare_mounts(&rec)?;
+        self.containers().insert(rec)?;
+        self.emit(crate::Event::container(
+            "create",
+            &id,
+            &self.containers().get(&id)?,
+        ));
+        Ok(Created { id, warnings })
+    }
+
+    /// Checks bind sources and creates named volumes, before anything is recorded.
+    fn prepare_mounts(&self, rec: &ContainerRecord) -> Result<Vec<MountSpec>, Error> {
+        let mut out = Vec::new();
+        let hc = &rec.host_config;
+        for b in hc["Binds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
+            let parts: Vec<&str> = b.split(':').collect();
+            let (src, dst, opts) = match parts.as_slice() {
+                [s, d] => (*s, *d, ""),
+                [s, d, o] => (*s, *d, *o),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "invalid volume specification: '{b}'"
+                    )))
+                }
+            };
+            if !dst.starts_with('/') {
+                return Err(Error::invalid(format!("invalid volume specification: '{b}': invalid mount config: destination must be an absolute path")));
+            }
+            let readonly = opts.split(',').any(|o| o == "ro");
+            let source = if src.starts_with('/') {
+                // `-v` creates a missing host directory, as Docker does.
+                std::fs::create_dir_all(src).map_err(|e| {
+                    Error::invalid(format!(
+                        "error while creating mount source path '{src}': {e}"
+                    ))
+                })?;
+                Path::new(src).to_path_buf()
+            } else {
+                self.volume_data(src)?
+            };
+            out.push(MountSpec::Bind {
+                source,
+                destination: dst.to_string(),
+                readonly,
+            });
+        }
+        for m in hc["Mounts"].as_array().into_iter().flatten() {
+            let target = m["Target"].as_str().unwrap_or("").to_string();
+            if !target.starts_with('/') {
+                return Err(Error::invalid(
+                    "invalid mount config: Target must be an absolute path",
+                ));
+            }
+            let readonly = m["ReadOnly"].as_bool().unwrap_or(false);
+            match m["Type"].as_str().unwrap_or("") {
+                "bind" => {
+                    let src = m["Source"].as_str().unwrap_or("");
+                    if !Path::new(src).exists() {
+                        return Err(Error::invalid(format!(
+                            "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                        )));
+                    }
+                    out.push(MountSpec::Bind {
+                        source: src.into(),
+                        destination: target,
+                        readonly,
+                    });
+                }
+                "volume" => {
+                    let src = m["Source"]
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .unwrap_or_else(new_id);
+                    out.push(MountSpec::Bind {
+                        source: self.volume_data(&src)?,
+                        destination: target,
+                        readonly,
+                    });
+                }
+                "tmpfs" => {
+                    let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                    if let Some(size) = m["TmpfsOptions"]["SizeBytes"].as_i64() {
+                        options.push(format!("size={size}"));
+                    }
+                    out.push(MountSpec::Tmpfs {
+                        destination: target,
+                        options,
+                    });
+                }
+                other => {
+                    return Err(Error::invalid(format!(
+                        "invalid mount config: mount type unknown: {other:?}"
+                    )))
+                }
+            }
+        }
+        if let Some(t) = hc["Tmpfs"].as_object() {
+            for (dst, opts) in t {
+                let mut options = vec![
+                    "nosuid".to_string(),
+                    "nodev".to_string(),
+                    "noexec".to_string(),
+                ];
+                options.extend(
+                    opts.as_str()
+                        .unwrap_or("")
+                        .split(',')
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_string),
+                );
+                out.push(MountSpec::Tmpfs {
+                    destination: dst.clone(),
+                    options,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The runtime's view of a container, built at each start.
+    pub(crate) fn runtime_spec(&self, rec: &ContainerRecord) -> Result<ContainerSpec, Error> {
+        let dir = self.containers().dir(&rec.id);
+        let store = self.image_store();
+        let image = store.resolve(&rec.image_id)?;
+        let layers = image
+            .layers
+            .iter()
+            .map(|l| store.snapshots().path(&l.diff_id))
+            .collect();
+        let c = &rec.config;
+        let hc = &rec.host_config;
+        let strs = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        };
+        let mut args = strs(&c["Entrypoint"]);
+        args.extend(strs(&c["Cmd"]));
+        let hostname = c["Hostname"].as_str().unwrap_or(&rec.id[..12]).to_string();
+        let network = match hc["NetworkMode"].as_str().unwrap_or("") {
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            _ => NetworkMode::Private,
+        };
+        let etc = self.write_etc_files(rec, &dir, &hostname, network == NetworkMode::Host)?;
+        let nano = hc["NanoCpus"].as_i64().unwrap_or(0);
+        let resources = Resources {
+            memory: hc["Memory"].as_i64().filter(|m| *m > 0),
+            memory_swap: hc["MemorySwap"].as_i64().filter(|m| *m != 0),
+            cpu_shares: hc["CpuShares"].as_u64().filter(|m| *m > 0),
+            cpu_quota: if nano > 0 {
+                Some(nano / 10_000)
+            } else {
+                hc["CpuQuota"].as_i64().filter(|m| *m > 0)
+            },
+            cpu_period: if nano > 0 {
+                Some(100_000)
+            } else {
+                hc["CpuPeriod"].as_u64().filter(|m| *m > 0)
+            },
+            pids_limit: hc["PidsLimit"].as_i64().filter(|m| *m > 0),
+        };
+        let runtime = if rec.runtime == "runc" {
+            RuntimeKind::Runc {
+                path: "runc".into(),
+            }
+        } else {
+            RuntimeKind::Builtin
+        };
+        Ok(ContainerSpec {
+            id: rec.id.clone(),
+            state_dir: dir.clone(),
+            layers,
+            process: ProcessSpec {
+                args,
+                env: strs(&c["Env"]),
+                cwd: c["WorkingDir"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("/")
+                    .to_string(),
+                user: c["User"].as_str().unwrap_or("").to_string(),
+                tty: rec.tty(),
+                open_stdin: c["OpenStdin"].as_bool().unwrap_or(false),
+                init: hc["Init"].as_bool().unwrap_or(false),
+            },
+            hostname,
+            domainname: c["Domainname"].as_str().unwrap_or("").to_string(),
+            mounts: self.prepare_mounts(rec)?,
+            readonly_rootfs: hc["ReadonlyRootfs"].as_bool().unwrap_or(false),
+            network,
+            resources,
+            privileged: hc["Privileged"].as_bool().unwrap_or(false),
+            cap_add: strs(&hc["CapAdd"]),
+            cap_drop: strs(&hc["CapDrop"]),
+            no_new_privileges: strs(&hc["SecurityOpt"]).iter().any(|o| {
+                o == "no-new-privileges"
+                    || o == "no-new-privileges:true"
+                    || o == "no-new-privileges=true"
+            }),
+            runtime,
+            cgroup_parent: hc["CgroupParent"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("servin")
+                .to_string(),
+            etc_hosts: Some(etc.0),
+            etc_resolv_conf: Some(etc.1),
+            etc_hostname: Some(etc.2),
+            log_path: self.log_path(&rec.id),
+            stop_signal: c["StopSignal"].as_str().map(str::to_string),
+        })
+    }
+
+    pub(crate) fn log_path(&self, id: &str) -> std::path::PathBuf {
+        self.containers().dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn write_etc_files(
+        &self,
+        rec: &ContainerRecord,
+        dir: &Path,
+        hostname: &str,
+        host_network: bool,
+    ) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf), Error> {
+        let io = |p: &Path, e: std::io::Error| {
+            Error::internal(format!("Cannot write {}: {e}", p.display()))
+        };
+        let hosts = dir.join("hosts");
+        let mut text = if host_network {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+            )
+        };
+        for extra in rec.host_config["ExtraHosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
+            if let Some((h, ip)) = extra.split_once(':') {
+                text.push_str(&format!("{ip}\t{h}\n"));
+            }
+        }
+        std::fs::write(&hosts, text).map_err(|e| io(&hosts, e))?;
+        let resolv = dir.join("resolv.conf");
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let dns: Vec<String> = rec.host_config["Dns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let text = if dns.is_empty() {
+            host_resolv
+        } else {
+            dns.iter().map(|d| format!("nameserver {d}\n")).collect()
+        };
+        std::fs::write(&resolv, text).map_err(|e| io(&resolv, e))?;
+        let hn = dir.join("hostname");
+        std::fs::write(&hn, format!("{hostname}\n")).map_err(|e| io(&hn, e))?;
+        Ok((hosts, resolv, hn))
+    }
+}
+
+/// A new 64-hex container ID.
+pub fn new_id() -> String {
+    let mut buf = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut buf);
+    }
+    hex_encode(&buf)
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,624 @@
+//! Start, stop, kill, wait, remove: each container runs under its own shim;
+//! the engine watches each shim from a blocking task and records exits.
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use servin_api::{Error, ErrorKind};
+use servin_runtime::{ExitStatus, ShimClient, ShimState};
+
+use super::record::{Action, ContainerRecord, State};
+use crate::{Engine, Event};
+
+/// An attached stream, or the promise of one when the container starts.
+pub enum AttachTicket {
+    Ready(UnixStream),
+    Pending(tokio::sync::oneshot::Receiver<Result<UnixStream, Error>>),
+}
+
+impl AttachTicket {
+    pub async fn stream(self) -> Result<UnixStream, Error> {
+        match self {
+            AttachTicket::Ready(s) => Ok(s),
+            AttachTicket::Pending(rx) => rx
+                .await
+                .map_err(|_| Error::internal("The container was removed before it started"))?,
+        }
+    }
+}
+
+/// An attach waiting for its container to start.
+pub struct PendingAttach {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub reply: tokio::sync::oneshot::Sender<Result<UnixStream, Error>>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn runtime_error(e: servin_runtime::RuntimeError) -> Error {
+    Error::from_chain(e.kind(), &e)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("Blocking task failed: {e}")))?
+}
+
+/// Docker's names for signals given as text (`SIGTERM`, `TERM`, `15`).
+pub fn parse_signal(s: &str) -> Result<i32, Error> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
+    let n = match name.as_str() {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "WINCH" => libc::SIGWINCH,
+        "ALRM" => libc::SIGALRM,
+        "PIPE" => libc::SIGPIPE,
+        _ => return Err(Error::invalid(format!("Invalid signal: {s}"))),
+    };
+    Ok(n)
+}
+
+impl Engine {
+    fn shim(&self, id: &str) -> Result<ShimClient, Error> {
+        ShimClient::connect(&self.containers().dir(id)).map_err(runtime_error)
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start_container(&self, name: &str) -> Result<(), Error> {
+        let rec = self.containers().get(name)?;
+        rec.state
+            .can(Action::Start, &rec.id)
+            .map_err(Error::conflict)?;
+        if rec.state.is_running() {
+            // Docker answers 304 Not Modified; the route maps this kind.
+            return Err(Error::new(ErrorKind::Conflict, "container already started"));
+        }
+        let spec = self.runtime_spec(&rec)?;
+        let shim_bin = self.config().shim_binary.clone();
+        let client =
+            match tokio::task::spawn_blocking(move || servin_runtime::spawn_shim(&spec, &shim_bin))
+                .await
+            {
+                Ok(Ok(c)) => std::sync::Arc::new(c),
+                Ok(Err(e)) => return Err(self.record_failed_start(&rec.id, e)),
+                Err(e) => return Err(Error::internal(format!("Blocking task failed: {e}"))),
+            };
+        let pending: Vec<PendingAttach> = self.take_pending_attaches(&rec.id);
+        for p in pending {
+            let c = client.clone();
+            let stream =
+                blocking(move || c.attach(p.stdin, p.stdout, p.stderr).map_err(runtime_error))
+                    .await;
+            let _ = p.reply.send(stream);
+        }
+        let c = client.clone();
+        let pid = match tokio::task::spawn_blocking(move || c.start()).await {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(e)) => return Err(self.record_failed_start(&rec.id, e)),
+            Err(e) => return Err(Error::internal(format!("Blocking task failed: {e}"))),
+        };
+        let started_at = now();
+        let (_, rec) = self.containers().update(&rec.id, |r| {
+            r.state = State::Running {
+                pid,
+                started_at: started_at.clone(),
+            };
+            r.manually_stopped = false;
+            Ok(())
+        })?;
+        self.emit(Event::container("start", &rec.id, &rec));
+        self.watch(rec.id.clone());
+        Ok(())
+    }
+
+    /// Records a start that failed (exit code 127/126 for a missing or
+    /// non-executable command, as Docker does) and returns the error.
+    fn record_failed_start(&self, id: &str, e: servin_runtime::RuntimeError) -> Error {
+        let code = i64::from(e.exit_code().unwrap_or(128));
+        let err = runtime_error(e);
+        let msg = err.message.clone();
+        if let Ok((_, rec)) = self.containers().update(id, |r| {
+            r.state = State::Exited {
+                code,
+                oom_killed: false,
+                started_at: "0001-01-01T00:00:00Z".into(),
+                finished_at: now(),
+                error: msg,
+            };
+            Ok(())
+        }) {
+            self.emit(Event::container("die", id, &rec));
+            if rec.host_config["AutoRemove"].as_bool().unwrap_or(false) {
+                let engine = self.clone();
+                let id = id.to_string();
+                tokio::spawn(async move {
+                    let _ = engine.remove_container(&id, true, false).await;
+                });
+            }
+        }
+        err
+    }
+
+    /// Watches a running container's shim until it exits, then records the exit.
+    pub(crate) fn watch(&self, id: String) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let dir = engine.containers().dir(&id);
+            let d = dir.clone();
+            let status = tokio::task::spawn_blocking(move || -> Option<ExitStatus> {
+                match ShimClient::connect(&d).and_then(|c| c.wait()) {
+                    Ok(s) => Some(s),
+                    Err(_) => servin_runtime::read_exit_status(&d),
+                }
+            })
+            .await
+            .ok()
+            .flatten();
+            engine.on_exit(&id, status).await;
+        });
+    }
+
+    async fn on_exit(&self, id: &str, status: Option<ExitStatus>) {
+        let (code, oom, finished) = match &status {
+            Some(s) => (
+                i64::from(s.code),
+                s.oom_killed,
+                s.finished_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            ),
+            None => (137, false, now()),
+        };
+        let Ok((_, rec)) = self.containers().update(id, |r| {
+            let started_at = match &r.state {
+                State::Running { started_at, .. } | State::Paused { started_at, .. } => {
+                    started_at.clone()
+                }
+                _ => "0001-01-01T00:00:00Z".into(),
+            };
+            r.state = State::Exited {
+                code,
+                oom_killed: oom,
+                started_at,
+                finished_at: finished.clone(),
+                error: String::new(),
+            };
+            Ok(())
+        }) else {
+            return;
+        };
+        if oom {
+            self.emit(Event::container("oom", id, &rec));
+        }
+        self.emit(Event::container("die", id, &rec));
+        if rec.host_config["AutoRemove"].as_bool().unwrap_or(false) {
+            let _ = self.remove_container(id, true, false).await;
+            return;
+        }
+        if self.should_restart(&rec, code) {
+            let delay = Duration::from_millis(100u64 << rec.restart_count.min(8));
+            let engine = self.clone();
+            let id = id.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let still = engine
+                    .containers()
+                    .get(&id)
+                    .map(|r| !r.manually_stopped && !r.state.is_running())
+                    .unwrap_or(false);
+                if still {
+                    let _ = engine.containers().update(&id, |r| {
+                        r.restart_count += 1;
+                        Ok(())
+                    });
+                    if let Err(e) = engine.start_container(&id).await {
+                        tracing::error!(container_id = %id, error = %e, "restart failed");
+                    }
+                }
+            });
+        }
+    }
+
+    fn should_restart(&self, rec: &ContainerRecord, code: i64) -> bool {
+        if rec.manually_stopped {
+            return false;
+        }
+        let policy = &rec.host_config["RestartPolicy"];
+        match policy["Name"].as_str().unwrap_or("") {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                let max = policy["MaximumRetryCount"].as_u64().unwrap_or(0);
+                code != 0 && (max == 0 || rec.restart_count < max)
+            }
+            _ => false,
+        }
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub async fn kill_container(&self, name: &str, signal: Option<&str>) -> Result<(), Error> {
+        let rec = self.containers().get(name)?;
+        rec.state
+            .can(Action::Kill, &rec.id)
+            .map_err(Error::conflict)?;
+        let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("KILL"))?;
+        if sig == libc::SIGKILL {
+            self.containers().update(&rec.id, |r| {
+                r.manually_stopped = r.host_config["RestartPolicy"]["Name"] != "always";
+                Ok(())
+            })?;
+        }
+        let client = self.shim(&rec.id)?;
+        blocking(move || client.kill(sig).map_err(runtime_error)).await?;
+        self.emit(Event::container("kill", &rec.id, &rec).with("signal", &sig.to_string()));
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop_container(
+        &self,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<bool, Error> {
+        let rec = self.containers().get(name)?;
+        if !rec.state.is_running() {
+            return Ok(false);
+        }
+        let mut events = self.subscribe();
+        self.containers().update(&rec.id, |r| {
+            r.manually_stopped = true;
+            Ok(())
+        })?;
+        let sig_name = signal
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| rec.config["StopSignal"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "TERM".into());
+        let sig = parse_signal(&sig_name)?;
+        let secs = timeout
+            .or_else(|| rec.config["StopTimeout"].as_i64())
+            .unwrap_or(10);
+        let client = self.shim(&rec.id)?;
+        let c = std::sync::Arc::new(client);
+        let c2 = c.clone();
+        let _ = blocking(move || c2.kill(sig).map_err(runtime_error)).await;
+        let exited = async {
+            loop {
+                match events.recv().await {
+                    Ok(ev)
+                        if ev.kind == "container"
+                            && ev.action == "die"
+                            && ev.actor.id == rec.id =>
+                    {
+                        return
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                }
+            }
+        };
+        let graceful = if secs < 0 {
+            exited.await;
+            true
+        } else {
+            tokio::time::timeout(Duration::from_secs(secs as u64), exited)
+                .await
+                .is_ok()
+        };
+        if !graceful {
+            let mut events = self.subscribe();
+            if self.containers().get(&rec.id)?.state.is_running() {
+                let _ = blocking(move || c.kill(libc::SIGKILL).map_err(runtime_error)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    while let Ok(ev) = events.recv().await {
+                        if ev.kind == "container" && ev.action == "die" && ev.actor.id == rec.id {
+                            return;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+        let rec = self.containers().get(&rec.id)?;
+        self.emit(Event::container("stop", &rec.id, &rec));
+        Ok(true)
+    }
+
+    /// `POST /containers/{id}/wait`: resolves to the exit code.
+    pub async fn wait_container(&self, name: &str, condition: &str) -> Result<i64, Error> {
+        let mut events = self.subscribe();
+        let rec = self.containers().get(name)?;
+        let exit_code = |r: &ContainerRecord| match &r.state {
+            State::Exited { code, .. } => *code,
+            _ => 0,
+        };
+        match condition {
+            "" | "not-running" if !rec.state.is_running() => return Ok(exit_code(&rec)),
+            "" | "not-running" | "next-exit" | "removed" => {}
+            other => return Err(Error::invalid(format!("invalid condition: \"{other}\""))),
+        }
+        let want = if condition == "removed" {
+            "destroy"
+        } else {
+            "die"
+        };
+        loop {
+            match events.recv().await {
+                Ok(ev) if ev.kind == "container" && ev.actor.id == rec.id && ev.action == want => {
+                    let code = ev
+                        .actor
+                        .attributes
+                        .get("exitCode")
+                        .and_then(|c| c.parse().ok());
+                    return Ok(code.unwrap_or_else(|| {
+                        self.containers()
+                            .get(&rec.id)
+                            .map(|r| exit_code(&r))
+                            .unwrap_or(0)
+                    }));
+                }
+                Ok(ev)
+                    if want == "destroy"
+                        && ev.kind == "container"
+                        && ev.actor.id == rec.id
+                        && ev.action == "die" =>
+                {
+                    // Remember the code: the record is gone by the time `destroy` comes.
+                    if let Some(code) = ev
+                        .actor
+                        .attributes
+                        .get("exitCode")
+                        .and_then(|c| c.parse::<i64>().ok())
+                    {
+                        loop {
+                            match events.recv().await {
+                                Ok(e)
+                                    if e.kind == "container"
+                                        && e.actor.id == rec.id
+                                        && e.action == "destroy" =>
+                                {
+                                    return Ok(code)
+                                }
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    return Ok(code)
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(Error::internal("The engine is shutting down"))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove_container(
+        &self,
+        name: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), Error> {
+        let _ = volumes;
+        let rec = self.containers().get(name)?;
+        if rec.state.is_running() {
+            if !force {
+                return Err(Error::conflict(
+                    rec.state
+                        .can(Action::Remove, &rec.id)
+                        .unwrap_err()
+                        .replace("{name}", &rec.name),
+                ));
+            }
+            self.containers().update(&rec.id, |r| {
+                r.manually_stopped = true;
+                Ok(())
+            })?;
+            let mut events = self.subscribe();
+            if let Ok(c) = self.shim(&rec.id) {
+                let _ = blocking(move || c.kill(libc::SIGKILL).map_err(runtime_error)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    while let Ok(ev) = events.recv().await {
+                        if ev.kind == "container" && ev.action == "die" && ev.actor.id == rec.id {
+                            return;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+        let rec = match self.containers().update(&rec.id, |r| {
+            if r.state == State::Removing {
+                return Err(Error::conflict(format!(
+                    "removal of container {} is already in progress",
+                    &r.id[..12]
+                )));
+            }
+            r.state = State::Removing;
+            Ok(())
+        }) {
+            Ok((_, r)) => r,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let store = self.containers_arc();
+        let id = rec.id.clone();
+        blocking(move || store.remove(&id)).await?;
+        self.execs().forget_container(&rec.id);
+        self.emit(Event::container("destroy", &rec.id, &rec));
+        Ok(())
+    }
+
+    /// Picks up containers after a daemon restart: live shims are watched
+    /// again, and exits that happened meanwhile are recorded.
+    pub(crate) fn restore_containers(&self) {
+        for rec in self.containers().all() {
+            match rec.state {
+                State::Running { .. } | State::Paused { .. } | State::Restarting { .. } => {
+                    let alive = self
+                        .shim(&rec.id)
+                        .and_then(|c| c.state().map_err(runtime_error));
+                    match alive {
+                        Ok(ShimState::Exited { .. }) | Err(_) => {
+                            let status =
+                                servin_runtime::read_exit_status(&self.containers().dir(&rec.id));
+                            let engine = self.clone();
+                            let id = rec.id.clone();
+                            tokio::spawn(async move { engine.on_exit(&id, status).await });
+                        }
+                        Ok(_) => self.watch(rec.id.clone()),
+                    }
+                }
+                State::Removing => {
+                    let _ = self.containers().remove(&rec.id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Attaches to a container's stdio: at once if it runs, else when it
+    /// starts (registered before this returns, so a start that follows
+    /// cannot miss it).
+    pub async fn attach_container(
+        &self,
+        name: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(AttachTicket, bool), Error> {
+        let rec = self.containers().get(name)?;
+        let tty = rec.tty();
+        if rec.state.is_running() {
+            let client = self.shim(&rec.id)?;
+            let s = blocking(move || client.attach(stdin, stdout, stderr).map_err(runtime_error))
+                .await?;
+            return Ok((AttachTicket::Ready(s), tty));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.add_pending_attach(
+            &rec.id,
+            PendingAttach {
+                stdin,
+                stdout,
+                stderr,
+                reply: tx,
+            },
+        );
+        Ok((AttachTicket::Pending(rx), tty))
+    }
+
+    pub async fn resize_container(&self, name: &str, width: u16, height: u16) -> Result<(), Error> {
+        let rec = self.containers().get(name)?;
+        if !rec.state.is_running() {
+            return Err(Error::conflict(format!(
+                "Container {} is not running",
+                rec.short_id()
+            )));
+        }
+        let client = self.shim(&rec.id)?;
+        blocking(move || client.resize(width, height).map_err(runtime_error)).await
+    }
+}
+
+impl Engine {
+    /// `POST /containers/{id}/pause` and `/unpause`, through the freezer.
+    pub async fn pause_container(&self, name: &str, pause: bool) -> Result<(), Error> {
+        let rec = self.containers().get(name)?;
+        let action = if pause {
+            Action::Pause
+        } else {
+            Action::Unpause
+        };
+        rec.state.can(action, &rec.id).map_err(Error::conflict)?;
+        let client = self.shim(&rec.id)?;
+        blocking(move || {
+            if pause {
+                client.pause()
+            } else {
+                client.resume()
+            }
+            .map_err(runtime_error)
+        })
+        .await?;
+        let (_, rec) = self.containers().update(&rec.id, |r| {
+            r.state = match std::mem::replace(&mut r.state, State::Created) {
+                State::Running { pid, started_at } if pause => State::Paused { pid, started_at },
+                State::Paused { pid, started_at } if !pause => State::Running { pid, started_at },
+                other => other,
+            };
+            Ok(())
+        })?;
+        self.emit(Event::container(
+            if pause { "pause" } else { "unpause" },
+            &rec.id,
+            &rec,
+        ));
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/rename`.
+    pub fn rename_container(&self, name: &str, new_name: &str) -> Result<(), Error> {
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name).to_string();
+        if new_name.len() < 2
+            || !new_name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+        {
+            return Err(Error::invalid(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let rec = self.containers().get(name)?;
+        if let Ok(other) = self.containers().get(&new_name) {
+            if other.id != rec.id {
+                return Err(Error::conflict(format!(
+                    "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                )));
+            }
+        }
+        let (_, rec) = self.containers().update(&rec.id, |r| {
+            r.name = new_name.clone();
+            Ok(())
+        })?;
+        self.emit(Event::container("rename", &rec.id, &rec));
+        Ok(())
+    }
+
+    /// `GET /containers/{id}/stats` (one sample): the shim's cgroup figures.
+    pub async fn container_stats(&self, name: &str) -> Result<serde_json::Value, Error> {
+        let rec = self.containers().get(name)?;
+        if !rec.state.is_running() {
+            return Ok(
+                serde_json::json!({"id": rec.id, "name": format!("/{}", rec.name), "read": "0001-01-01T00:00:00Z"}),
+            );
+        }
+        let client = self.shim(&rec.id)?;
+        let mut v = blocking(move || client.stats().map_err(runtime_error)).await?;
+        v["id"] = serde_json::json!(rec.id);
+        v["name"] = serde_json::json!(format!("/{}", rec.name));
+        Ok(v)
+    }
+}

@@ -1,0 +1,263 @@
+//! Containers as Docker's API shows them: `GET /containers/json` rows and
+//! `GET /containers/{id}/json` documents.
+
+use serde_json::{json, Value};
+use servin_api::Error;
+
+use super::record::{ContainerRecord, State};
+use crate::Engine;
+
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn ago(rfc3339: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
+        return String::new();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 172_800 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86400),
+    }
+}
+
+fn status_text(rec: &ContainerRecord) -> String {
+    match &rec.state {
+        State::Created => "Created".into(),
+        State::Running { started_at, .. } => format!("Up {}", ago(started_at)),
+        State::Paused { started_at, .. } => format!("Up {} (Paused)", ago(started_at)),
+        State::Restarting { .. } => "Restarting".into(),
+        State::Exited {
+            code, finished_at, ..
+        } => format!("Exited ({code}) {} ago", ago(finished_at)),
+        State::Removing => "Removal In Progress".into(),
+        State::Dead => "Dead".into(),
+    }
+}
+
+fn command(rec: &ContainerRecord) -> String {
+    let words: Vec<String> = [&rec.config["Entrypoint"], &rec.config["Cmd"]]
+        .iter()
+        .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    words.join(" ")
+}
+
+fn created_unix(rec: &ContainerRecord) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&rec.created)
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
+}
+
+impl Engine {
+    /// `GET /containers/json`.
+    pub fn list_containers(
+        &self,
+        all: bool,
+        filters: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<Value>, Error> {
+        let filters: Value = if filters.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(filters)
+                .map_err(|e| Error::invalid(format!("invalid filter: {e}")))?
+        };
+        let wanted = |key: &str| -> Vec<String> {
+            match &filters[key] {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+                Value::Object(o) => o.keys().cloned().collect(),
+                _ => Vec::new(),
+            }
+        };
+        for key in filters
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            if !matches!(
+                key.as_str(),
+                "id" | "name" | "status" | "label" | "exited" | "ancestor"
+            ) {
+                return Err(Error::invalid(format!("invalid filter '{key}'")));
+            }
+        }
+        let mut rows: Vec<ContainerRecord> = self
+            .containers()
+            .all()
+            .into_iter()
+            .filter(|r| all || r.state.is_running() || !wanted("status").is_empty())
+            .filter(|r| wanted("id").iter().all(|p| r.id.starts_with(p.as_str())))
+            .filter(|r| {
+                let names = wanted("name");
+                names.is_empty() || names.iter().any(|n| r.name.contains(n.trim_start_matches('/')))
+            })
+            .filter(|r| {
+                let st = wanted("status");
+                st.is_empty() || st.iter().any(|s| s == r.state.name())
+            })
+            .filter(|r| {
+                wanted("label").iter().all(|l| match l.split_once('=') {
+                    Some((k, v)) => r.config["Labels"][k] == v,
+                    None => !r.config["Labels"][l.as_str()].is_null(),
+                })
+            })
+            .filter(|r| {
+                let ex = wanted("exited");
+                ex.is_empty() || matches!(&r.state, State::Exited { code, .. } if ex.iter().any(|e| e == &code.to_string()))
+            })
+            .filter(|r| {
+                let anc = wanted("ancestor");
+                anc.is_empty() || anc.iter().any(|a| *a == r.image || self.image_id(a).map(|d| d.to_string() == r.image_id).unwrap_or(false))
+            })
+            .collect();
+        rows.sort_by(|a, b| b.created.cmp(&a.created));
+        if let Some(n) = limit {
+            rows.truncate(n);
+        }
+        Ok(rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "Id": r.id,
+                    "Names": [format!("/{}", r.name)],
+                    "Image": r.image,
+                    "ImageID": r.image_id,
+                    "Command": command(r),
+                    "Created": created_unix(r),
+                    "Ports": [],
+                    "Labels": r.config["Labels"],
+                    "State": r.state.name(),
+                    "Status": status_text(r),
+                    "HostConfig": {"NetworkMode": r.host_config["NetworkMode"].as_str().filter(|s| !s.is_empty()).unwrap_or("default")},
+                    "NetworkSettings": {"Networks": {}},
+                    "Mounts": [],
+                })
+            })
+            .collect())
+    }
+
+    /// `GET /containers/{id}/json`.
+    pub fn inspect_container(&self, name: &str) -> Result<Value, Error> {
+        let r = self.containers().get(name)?;
+        let dir = self.containers().dir(&r.id);
+        let (pid, started, finished, code, oom, error) = match &r.state {
+            State::Running { pid, started_at } | State::Paused { pid, started_at } => {
+                (*pid, started_at.as_str(), ZERO_TIME, 0, false, "")
+            }
+            State::Exited {
+                code,
+                oom_killed,
+                started_at,
+                finished_at,
+                error,
+            } => (
+                0,
+                started_at.as_str(),
+                finished_at.as_str(),
+                *code,
+                *oom_killed,
+                error.as_str(),
+            ),
+            _ => (0, ZERO_TIME, ZERO_TIME, 0, false, ""),
+        };
+        let args: Vec<Value> = [&r.config["Entrypoint"], &r.config["Cmd"]]
+            .iter()
+            .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+            .collect();
+        let path = args.first().cloned().unwrap_or(json!(""));
+        let mounts = self.mount_views(&r);
+        Ok(json!({
+            "Id": r.id,
+            "Created": r.created,
+            "Path": path,
+            "Args": args.get(1..).unwrap_or(&[]),
+            "State": {
+                "Status": r.state.name(),
+                "Running": matches!(r.state, State::Running { .. } | State::Paused { .. }),
+                "Paused": matches!(r.state, State::Paused { .. }),
+                "Restarting": matches!(r.state, State::Restarting { .. }),
+                "OOMKilled": oom,
+                "Dead": matches!(r.state, State::Dead),
+                "Pid": pid,
+                "ExitCode": code,
+                "Error": error,
+                "StartedAt": started,
+                "FinishedAt": finished,
+            },
+            "Image": r.image_id,
+            "ResolvConfPath": dir.join("resolv.conf"),
+            "HostnamePath": dir.join("hostname"),
+            "HostsPath": dir.join("hosts"),
+            "LogPath": self.log_path(&r.id),
+            "Name": format!("/{}", r.name),
+            "RestartCount": r.restart_count,
+            "Driver": "overlayfs",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": null,
+            "HostConfig": r.host_config,
+            "GraphDriver": {"Name": "overlayfs", "Data": {"MergedDir": dir.join("rootfs"), "UpperDir": dir.join("upper"), "WorkDir": dir.join("work")}},
+            "Mounts": mounts,
+            "Config": r.config,
+            "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        }))
+    }
+
+    fn mount_views(&self, r: &ContainerRecord) -> Vec<Value> {
+        let mut out = Vec::new();
+        for b in r.host_config["Binds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
+            let parts: Vec<&str> = b.split(':').collect();
+            if parts.len() < 2 {
+                continue;
+            }
+            let rw = !parts
+                .get(2)
+                .is_some_and(|o| o.split(',').any(|x| x == "ro"));
+            if parts[0].starts_with('/') {
+                out.push(json!({"Type": "bind", "Source": parts[0], "Destination": parts[1], "Mode": parts.get(2).unwrap_or(&""), "RW": rw, "Propagation": "rprivate"}));
+            } else {
+                let src = self
+                    .config()
+                    .data_root
+                    .join("volumes")
+                    .join(parts[0])
+                    .join("_data");
+                out.push(json!({"Type": "volume", "Name": parts[0], "Source": src, "Destination": parts[1], "Driver": "local", "Mode": parts.get(2).unwrap_or(&"z"), "RW": rw, "Propagation": ""}));
+            }
+        }
+        out
+    }
+
+    /// `POST /containers/prune`.
+    pub async fn prune_containers(&self) -> Result<Value, Error> {
+        let mut deleted = Vec::new();
+        for r in self.containers().all() {
+            if matches!(r.state, State::Exited { .. } | State::Created | State::Dead) {
+                self.remove_container(&r.id, false, false).await?;
+                deleted.push(r.id);
+            }
+        }
+        Ok(
+            json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": 0}),
+        )
+    }
+}
