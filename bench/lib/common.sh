@@ -8,6 +8,9 @@
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH_PIDS=()
+# Functions that bench_cleanup calls after stopping BENCH_PIDS and before
+# unmounting and removing $BENCH_WORK (e.g. stop_work_procs).
+BENCH_CLEANUP_HOOKS=()
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -42,6 +45,9 @@ bench_cleanup() {
     # Newest first: dockerd stops before its containerd.
     for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
         stop_pid "${BENCH_PIDS[i]}"
+    done
+    for i in "${BENCH_CLEANUP_HOOKS[@]}"; do
+        "$i"
     done
     if [ -n "${BENCH_WORK:-}" ] && [ -d "$BENCH_WORK" ]; then
         unmount_under "$BENCH_WORK"
@@ -133,10 +139,11 @@ EOF
         die "registry did not start: $(tail -n 20 "$dir/registry.log")"
 }
 
-# start_docker DIR: containerd + dockerd (Docker Engine 20.10) under DIR.
-# Sets DOCKER_SOCK_HOST (unix://…) and the PIDs.
+# start_docker DIR [DOCKERD_ARGS...]: containerd + dockerd (Docker Engine
+# 20.10) under DIR. Sets DOCKER_SOCK_HOST (unix://…) and the PIDs.
 start_docker() {
     local dir=$1
+    shift
     mkdir -p "$dir"
     # CRI off: it is not measured and would open a streaming port.
     cat >"$dir/containerd.toml" <<EOF
@@ -153,7 +160,7 @@ EOF
     dockerd --config-file "$dir/daemon.json" --containerd="$dir/containerd.sock" \
         --data-root "$dir/data" -H "unix://$dir/docker.sock" --pidfile "$dir/pid" \
         --exec-root "$dir/exec" --iptables=false --bridge=none \
-        --insecure-registry "$REGISTRY" >"$dir/dockerd.log" 2>&1 &
+        --insecure-registry "$REGISTRY" "$@" >"$dir/dockerd.log" 2>&1 &
     DOCKERD_PID=$!
     BENCH_PIDS+=("$DOCKERD_PID")
     DOCKER_SOCK_HOST=unix://$dir/docker.sock
@@ -217,6 +224,67 @@ stop_servind() {
     stop_pid "$SERVIND_PID" && forget_pid "$SERVIND_PID"
     unmount_under "$dir"
     rm -rf "$dir"
+}
+
+# stop_work_procs: stops (by PID) the processes left behind that belong to
+# $BENCH_WORK: their command line names a path in it (container shims, docker
+# CLIs talking to our sockets) or their root directory is in it (container
+# processes). Shims outlive their daemon by design, so stopping the daemon
+# is not enough.
+stop_work_procs() {
+    local dir=${BENCH_WORK:-} p root args pids=()
+    [ -n "$dir" ] || return 0
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then
+            continue
+        fi
+        mapfile -d '' args 2>/dev/null <"/proc/$p/cmdline" || continue
+        case " ${args[*]} " in
+            *"$dir/"*) pids+=("$p"); continue ;;
+        esac
+        root=$(readlink "/proc/$p/root" 2>/dev/null) || continue
+        case $root/ in
+            "$dir/"*) pids+=("$p") ;;
+        esac
+    done
+    for p in "${pids[@]}"; do
+        note "stopping leftover process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-120)"
+        stop_pid "$p" 5
+    done
+}
+
+# cgroup_hierarchies: the mount points of the cgroup hierarchies (v1 and v2).
+cgroup_hierarchies() {
+    awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) ~ /^cgroup2?$/) print $5; break } }' \
+        /proc/self/mountinfo | sort -u
+}
+
+# cgroup_list NAME: every cgroup at or under /NAME, in every hierarchy.
+cgroup_list() {
+    local h
+    while read -r h; do
+        if [ -d "$h/$1" ]; then
+            find "$h/$1" -type d 2>/dev/null
+        fi
+    done < <(cgroup_hierarchies)
+    return 0
+}
+
+# cgroup_remove_new NAME SNAPSHOT: removes, deepest first, the cgroups at or
+# under /NAME that the file SNAPSHOT (an earlier `cgroup_list NAME`) does not
+# list; prints how many it removed. rmdir refuses a cgroup that still has
+# processes or children, so nobody's live cgroup can go.
+cgroup_remove_new() {
+    local d n=0
+    while read -r d; do
+        if rmdir "$d" 2>/dev/null; then
+            n=$((n + 1))
+        else
+            note "cannot remove cgroup $d"
+        fi
+    done < <(cgroup_list "$1" | grep -vxF -f "$2" | sort -r)
+    echo "$n"
 }
 
 # median of the numbers given as arguments.
