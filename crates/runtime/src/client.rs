@@ -40,9 +40,25 @@ pub struct ShimClient {
 /// Writes `spec.json` and starts `shim_bin run STATE_DIR` detached from the
 /// caller (own session, reparented away from it), then waits until the
 /// container is created: its process waits for [`ShimClient::start`].
+///
+/// Blocks for the time of a create (tens of milliseconds; longer for big
+/// images on slow disks): call it off async worker threads.
 pub fn spawn_shim(spec: &ContainerSpec, shim_bin: &Path) -> Result<ShimClient, RuntimeError> {
     spec.validate()?;
     let dir = &spec.state_dir;
+    // A shim that still answers owns this container: never start a second one.
+    if let Ok(state) = (ShimClient {
+        state_dir: dir.clone(),
+    })
+    .call::<ShimState>(&Request::State)
+    {
+        if !matches!(state, ShimState::Exited { .. }) {
+            return Err(RuntimeError::Conflict(format!(
+                "Container {} already has a running shim",
+                spec.id
+            )));
+        }
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| RuntimeError::io(format!("create {}", dir.display()), e))?;
     for stale in [EXIT_FILE, SOCKET_FILE] {

@@ -64,6 +64,8 @@ impl Overlay {
                 )));
             }
         }
+        // A shim that died without cleaning up may have left the overlay mounted.
+        unmount_all_under(&self.target)?;
         for d in [&self.upper, &self.work, &self.target] {
             std::fs::create_dir_all(d)
                 .map_err(|e| RuntimeError::io(format!("create {}", d.display()), e))?;

@@ -210,3 +210,35 @@ fn shim_outlives_its_daemon() {
     );
     fx.assert_clean(&spec);
 }
+
+#[test]
+fn restart_keeps_the_container_layer() {
+    if !require_root("restart_keeps_the_container_layer") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "cat /state 2>/dev/null; echo run >> /state; sleep 100",
+    ]);
+    let first = servin_runtime::spawn_shim(&spec, &shim_bin()).unwrap();
+    first.start().unwrap();
+    let again = servin_runtime::spawn_shim(&spec, &shim_bin()).unwrap_err();
+    assert!(matches!(again, RuntimeError::Conflict(_)), "{again}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !spec.state_dir.join("upper/state").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the container never wrote /state"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill(9).unwrap();
+    assert_eq!(first.wait().unwrap().code, 137);
+
+    spec.process.args = vec!["cat".into(), "/state".into()];
+    let (out, err, exit) = run(&spec);
+    assert_eq!((out.as_str(), exit.code), ("run\n", 0), "{err}");
+    fx.assert_clean(&spec);
+}

@@ -127,7 +127,10 @@ pub fn run(state_dir: &Path) -> i32 {
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SERVIN_SHIM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // libcgroups warns about every absent controller on every create.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,libcgroups=error,libcontainer=error")
+                }),
         )
         .try_init();
     match Shim::new(state_dir) {
