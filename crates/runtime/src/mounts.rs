@@ -31,25 +31,52 @@ impl Overlay {
         }
     }
 
-    /// `lowerdir=…,upperdir=…,workdir=…` with paths relative to `base` when given.
-    fn options(&self, base: Option<&Path>) -> String {
-        let rel = |p: &Path| -> String {
-            match base.and_then(|b| p.strip_prefix(b).ok()) {
-                Some(r) => r.display().to_string(),
-                None => p.display().to_string(),
-            }
-        };
-        let lower: Vec<String> = self.layers.iter().rev().map(|l| rel(l)).collect();
+    /// `lowerdir=…,upperdir=…,workdir=…` with absolute paths.
+    fn options(&self) -> String {
+        let lower: Vec<String> = self
+            .layers
+            .iter()
+            .rev()
+            .map(|l| l.display().to_string())
+            .collect();
         format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            self.upper.display(),
+            self.work.display()
+        )
+    }
+
+    /// The same options through short symlinks `l/<n>` next to the upper
+    /// directory, relative to that directory (as Docker's overlay2 does).
+    fn short_options(&self, base: &Path) -> Result<String, RuntimeError> {
+        let links = base.join("l");
+        let _ = std::fs::remove_dir_all(&links);
+        std::fs::create_dir_all(&links)
+            .map_err(|e| RuntimeError::io(format!("create {}", links.display()), e))?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            std::os::unix::fs::symlink(layer, links.join(i.to_string()))
+                .map_err(|e| RuntimeError::io(format!("link layer {}", layer.display()), e))?;
+        }
+        let lower: Vec<String> = (0..self.layers.len())
+            .rev()
+            .map(|i| format!("l/{i}"))
+            .collect();
+        let rel = |p: &Path| {
+            p.strip_prefix(base)
+                .map(|r| r.display().to_string())
+                .unwrap_or_else(|_| p.display().to_string())
+        };
+        Ok(format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.join(":"),
             rel(&self.upper),
             rel(&self.work)
-        )
+        ))
     }
 
-    /// Mounts the overlay. Changes the process's working directory when the
-    /// options would not fit a page: call only from a single-threaded process.
+    /// Mounts the overlay. With many layers it changes the process's working
+    /// directory for the call: use it only from a single-threaded process.
     pub fn mount(&self) -> Result<(), RuntimeError> {
         if self.layers.is_empty() {
             return Err(RuntimeError::InvalidSpec(
@@ -70,21 +97,16 @@ impl Overlay {
             std::fs::create_dir_all(d)
                 .map_err(|e| RuntimeError::io(format!("create {}", d.display()), e))?;
         }
-        let mut opts = self.options(None);
+        let mut opts = self.options();
         let mut restore_cwd = None;
         if opts.len() > MAX_OPTIONS {
-            let base = common_parent(
-                self.layers
-                    .iter()
-                    .chain([&self.upper, &self.work])
-                    .map(PathBuf::as_path),
-            );
+            let base = self.upper.parent().unwrap_or(Path::new("/")).to_path_buf();
+            opts = self.short_options(&base)?;
             let cwd = std::env::current_dir()
                 .map_err(|e| RuntimeError::io("read the working directory", e))?;
             std::env::set_current_dir(&base)
                 .map_err(|e| RuntimeError::io(format!("enter {}", base.display()), e))?;
             restore_cwd = Some(cwd);
-            opts = self.options(Some(&base));
         }
         let res = mount(
             Some("overlay"),
@@ -109,7 +131,11 @@ impl Overlay {
 
     /// Unmounts the overlay if mounted (lazily when busy).
     pub fn unmount(&self) -> Result<(), RuntimeError> {
-        unmount_all_under(&self.target)
+        unmount_all_under(&self.target)?;
+        if let Some(base) = self.upper.parent() {
+            let _ = std::fs::remove_dir_all(base.join("l"));
+        }
+        Ok(())
     }
 }
 
@@ -164,21 +190,6 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn common_parent<'a>(mut paths: impl Iterator<Item = &'a Path>) -> PathBuf {
-    let Some(first) = paths.next() else {
-        return PathBuf::from("/");
-    };
-    let mut base = first.parent().unwrap_or(Path::new("/")).to_path_buf();
-    for p in paths {
-        while !p.starts_with(&base) {
-            if !base.pop() {
-                return PathBuf::from("/");
-            }
-        }
-    }
-    base
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,23 +198,22 @@ mod tests {
     fn lowerdir_is_highest_first() {
         let o = Overlay::in_state_dir(Path::new("/s"), &["/l/1".into(), "/l/2".into()]);
         assert_eq!(
-            o.options(None),
+            o.options(),
             "lowerdir=/l/2:/l/1,upperdir=/s/upper,workdir=/s/work"
-        );
-        assert_eq!(
-            o.options(Some(Path::new("/"))),
-            "lowerdir=l/2:l/1,upperdir=s/upper,workdir=s/work"
         );
     }
 
     #[test]
-    fn common_parent_of_paths() {
-        let ps = [
-            Path::new("/a/b/c/1"),
-            Path::new("/a/b/d/2"),
-            Path::new("/a/b/c/3"),
-        ];
-        assert_eq!(common_parent(ps.into_iter()), PathBuf::from("/a/b"));
+    fn short_options_link_each_layer() {
+        let d = tempfile::tempdir().unwrap();
+        let layers: Vec<PathBuf> = (0..3).map(|i| d.path().join(format!("layer{i}"))).collect();
+        let o = Overlay::in_state_dir(&d.path().join("s"), &layers);
+        let opts = o.short_options(&d.path().join("s")).unwrap();
+        assert_eq!(opts, "lowerdir=l/2:l/1:l/0,upperdir=upper,workdir=work");
+        assert_eq!(
+            std::fs::read_link(d.path().join("s/l/0")).unwrap(),
+            layers[0]
+        );
     }
 
     #[test]

@@ -285,3 +285,60 @@ fn network_none_has_loopback_up() {
     assert_eq!(out, "unknown\nlo\n");
     fx.assert_clean(&spec);
 }
+
+#[test]
+fn large_output_reaches_log_and_client_whole() {
+    if !require_root("large_output_reaches_log_and_client_whole") {
+        return;
+    }
+    let fx = Fixture::new();
+    let spec = fx.spec(&[
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/zero | tr '\\0' a; echo; seq 1 20000 >&2",
+    ]);
+    let (out, err, exit) = run(&spec);
+    assert_eq!(exit.code, 0);
+    assert_eq!(out.len(), 3_000_001);
+    assert!(out.bytes().take(3_000_000).all(|b| b == b'a'));
+    let expected_err: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(err, expected_err);
+    let log = log_lines(&spec);
+    let logged_out: String = log
+        .iter()
+        .filter(|(s, _)| s == "stdout")
+        .map(|(_, l)| l.as_str())
+        .collect();
+    let logged_err: String = log
+        .iter()
+        .filter(|(s, _)| s == "stderr")
+        .map(|(_, l)| l.as_str())
+        .collect();
+    assert_eq!(logged_out, out);
+    assert_eq!(logged_err, expected_err);
+    fx.assert_clean(&spec);
+}
+
+/// Upper layers win, and a lowerdir list longer than a page still mounts.
+#[test]
+fn many_layers_in_order() {
+    if !require_root("many_layers_in_order") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["sh", "-c", "cat /who /base"]);
+    std::fs::write(fx.layer.join("base"), "base layer\n").unwrap();
+    for i in 0..45 {
+        let dir = fx.path().join(format!("layer-{i:03}-{}", "x".repeat(90)));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("who"), format!("layer {i}\n")).unwrap();
+        spec.layers.push(dir);
+    }
+    let (out, err, exit) = run(&spec);
+    assert_eq!(
+        (out.as_str(), exit.code),
+        ("layer 44\nbase layer\n", 0),
+        "{err}"
+    );
+    fx.assert_clean(&spec);
+}

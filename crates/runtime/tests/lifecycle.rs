@@ -106,6 +106,19 @@ fn exec_pause_resume_and_stats() {
     assert_eq!(out, b"ping\n");
     assert_eq!(client.exec_status(&id).unwrap().exit_code, Some(0));
 
+    let mut tty = p.clone();
+    tty.tty = true;
+    tty.open_stdin = true;
+    tty.args = vec!["sh".into()];
+    let (mut stream, id) = client.exec(&tty).unwrap();
+    client.exec_resize(&id, 90, 20).unwrap();
+    stream.write_all(b"stty size; tty; exit 6\n").unwrap();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut out).unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("20 90\r\n/dev/pts/"), "{out}");
+    assert_eq!(client.exec_status(&id).unwrap().exit_code, Some(6));
+
     let stats = client.stats().unwrap();
     assert!(
         stats["memory_stats"]["usage"].as_u64().unwrap() > 0,
