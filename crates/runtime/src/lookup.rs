@@ -2,7 +2,6 @@
 //! missing or non-executable command fails with Docker's message and kind
 //! (127 / 126) whichever OCI runtime runs it.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::error::RuntimeError;
@@ -35,7 +34,7 @@ pub fn check_executable(
         let host = resolve_in_root(rootfs, &cpath)
             .map_err(|e| RuntimeError::io(format!("resolve {cmd} in the container"), e))?;
         return match std::fs::metadata(&host) {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+            Ok(m) if m.is_file() && executable(&host) => Ok(()),
             Ok(_) => Err(RuntimeError::PermissionDenied(format!(
                 "{cmd:?}: permission denied"
             ))),
@@ -58,7 +57,7 @@ pub fn check_executable(
             continue;
         };
         if let Ok(m) = std::fs::metadata(&host) {
-            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+            if m.is_file() && executable(&host) {
                 return Ok(());
             }
         }
@@ -66,6 +65,18 @@ pub fn check_executable(
     Err(RuntimeError::ExecutableNotFound(format!(
         "{cmd:?}: executable file not found in $PATH"
     )))
+}
+
+/// Executable by this process's effective ids (root: any execute bit), as
+/// Go's `exec.LookPath` checks it inside runc.
+fn executable(path: &Path) -> bool {
+    nix::unistd::faccessat(
+        None,
+        path,
+        nix::unistd::AccessFlags::X_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    )
+    .is_ok()
 }
 
 /// Recognises the command errors in an OCI runtime's message (runc's and
@@ -94,7 +105,7 @@ pub fn classify_runtime_error(op: &'static str, message: String) -> RuntimeError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     #[test]
     fn finds_like_lookpath() {
