@@ -23,9 +23,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    attach, create, exec, images, import, info, inspect, kill, load, logs, pause, port, prune,
-    pull, push, rename, restart, rm, rmi, run, save, start, stop, tag, top, unpause, version, wait,
-    Ctx,
+    attach, create, events, exec, images, import, info, inspect, kill, load, logs, pause, port,
+    prune, ps, pull, push, rename, restart, rm, rmi, run, save, start, stats, stop, tag, top,
+    unpause, version, wait, Ctx,
 };
 use connect::Host;
 use usage::{ClapOutcome, StatusError};
@@ -68,6 +68,9 @@ enum Command {
     /// Create a new container
     #[command(override_usage = usage::CREATE.full, disable_help_flag = true)]
     Create(Box<create::Args>),
+    /// Get real time events from the server
+    #[command(override_usage = usage::EVENTS.full)]
+    Events(events::Args),
     /// Execute a command in a running container
     #[command(override_usage = usage::EXEC.full)]
     Exec(exec::Args),
@@ -108,6 +111,9 @@ enum Command {
     /// List port mappings or a specific mapping for the container
     #[command(override_usage = usage::PORT.full)]
     Port(port::Args),
+    /// List containers
+    #[command(override_usage = usage::PS.full)]
+    Ps(ps::Args),
     /// Download an image from a registry
     #[command(override_usage = usage::PULL.full)]
     Pull(pull::Args),
@@ -135,6 +141,9 @@ enum Command {
     /// Start one or more stopped containers
     #[command(override_usage = usage::START.full)]
     Start(start::Args),
+    /// Display a live stream of container(s) resource usage statistics
+    #[command(override_usage = usage::STATS.full)]
+    Stats(stats::Args),
     /// Stop one or more running containers
     #[command(override_usage = usage::STOP.full)]
     Stop(stop::Args),
@@ -166,12 +175,19 @@ enum ContainerCommand {
     /// Execute a command in a running container
     #[command(override_usage = usage::CONTAINER_EXEC.full)]
     Exec(exec::Args),
+    /// Display detailed information on one or more containers
+    #[command(override_usage = usage::CONTAINER_INSPECT.full)]
+    Inspect(inspect::ContainerArgs),
     /// Kill one or more running containers
     #[command(override_usage = usage::CONTAINER_KILL.full)]
     Kill(kill::Args),
     /// Fetch the logs of a container
     #[command(override_usage = usage::CONTAINER_LOGS.full)]
     Logs(logs::Args),
+    /// List containers
+    #[command(visible_alias = "ps", visible_alias = "list")]
+    #[command(override_usage = usage::CONTAINER_LS.full)]
+    Ls(ps::Args),
     /// Pause all processes within one or more containers
     #[command(override_usage = usage::CONTAINER_PAUSE.full)]
     Pause(pause::Args),
@@ -194,6 +210,9 @@ enum ContainerCommand {
     /// Start one or more stopped containers
     #[command(override_usage = usage::CONTAINER_START.full)]
     Start(start::Args),
+    /// Display a live stream of container(s) resource usage statistics
+    #[command(override_usage = usage::CONTAINER_STATS.full)]
+    Stats(stats::Args),
     /// Stop one or more running containers
     #[command(override_usage = usage::CONTAINER_STOP.full)]
     Stop(stop::Args),
@@ -306,8 +325,10 @@ async fn run_container(ctx: &Ctx, command: ContainerCommand) -> Result<()> {
         C::Attach(a) => attach::run(ctx, &u::CONTAINER_ATTACH, a).await,
         C::Create(a) => create::run(ctx, &u::CONTAINER_CREATE, *a).await,
         C::Exec(a) => exec::run(ctx, &u::CONTAINER_EXEC, a).await,
+        C::Inspect(a) => inspect::run_container(ctx, &u::CONTAINER_INSPECT, a).await,
         C::Kill(a) => kill::run(ctx, &u::CONTAINER_KILL, a).await,
         C::Logs(a) => logs::run(ctx, &u::CONTAINER_LOGS, a).await,
+        C::Ls(a) => ps::run(ctx, &u::CONTAINER_LS, a).await,
         C::Pause(a) => pause::run(ctx, &u::CONTAINER_PAUSE, a).await,
         C::Port(a) => port::run(ctx, &u::CONTAINER_PORT, a).await,
         C::Rename(a) => rename::run(ctx, &u::CONTAINER_RENAME, a).await,
@@ -315,6 +336,7 @@ async fn run_container(ctx: &Ctx, command: ContainerCommand) -> Result<()> {
         C::Rm(a) => rm::run(ctx, &u::CONTAINER_RM, a).await,
         C::Run(a) => run::run(ctx, &u::CONTAINER_RUN, *a).await,
         C::Start(a) => start::run(ctx, &u::CONTAINER_START, a).await,
+        C::Stats(a) => stats::run(ctx, &u::CONTAINER_STATS, a).await,
         C::Stop(a) => stop::run(ctx, &u::CONTAINER_STOP, a).await,
         C::Top(a) => top::run(ctx, &u::CONTAINER_TOP, a).await,
         C::Unpause(a) => unpause::run(ctx, &u::CONTAINER_UNPAUSE, a).await,
@@ -336,16 +358,19 @@ async fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Attach(a) => attach::run(&ctx, &u::ATTACH, a).await,
         Command::Create(a) => create::run(&ctx, &u::CREATE, *a).await,
+        Command::Events(a) => events::run(&ctx, &u::EVENTS, a).await,
         Command::Exec(a) => exec::run(&ctx, &u::EXEC, a).await,
         Command::Kill(a) => kill::run(&ctx, &u::KILL, a).await,
         Command::Logs(a) => logs::run(&ctx, &u::LOGS, a).await,
         Command::Pause(a) => pause::run(&ctx, &u::PAUSE, a).await,
         Command::Port(a) => port::run(&ctx, &u::PORT, a).await,
+        Command::Ps(a) => ps::run(&ctx, &u::PS, a).await,
         Command::Rename(a) => rename::run(&ctx, &u::RENAME, a).await,
         Command::Restart(a) => restart::run(&ctx, &u::RESTART, a).await,
         Command::Rm(a) => rm::run(&ctx, &u::RM, a).await,
         Command::Run(a) => run::run(&ctx, &u::RUN, *a).await,
         Command::Start(a) => start::run(&ctx, &u::START, a).await,
+        Command::Stats(a) => stats::run(&ctx, &u::STATS, a).await,
         Command::Stop(a) => stop::run(&ctx, &u::STOP, a).await,
         Command::Top(a) => top::run(&ctx, &u::TOP, a).await,
         Command::Unpause(a) => unpause::run(&ctx, &u::UNPAUSE, a).await,

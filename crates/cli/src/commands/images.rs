@@ -253,6 +253,7 @@ fn image_row(
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
         sorted_json: true,
+        json: None,
     }))
 }
 

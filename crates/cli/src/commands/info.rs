@@ -56,6 +56,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
         type_name: "system.dockerInfo",
         fields,
         sorted_json: false,
+        json: None,
     }));
     let result = tmpl.execute(&data, Options::default());
     println!("{}", result.as_deref().unwrap_or(""));

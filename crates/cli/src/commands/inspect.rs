@@ -1,4 +1,5 @@
-//! `servin image inspect` and `servin inspect` (images only, for now).
+//! `servin inspect` (any object: a container, else an image, else …),
+//! `servin image inspect` and `servin container inspect`.
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -18,6 +19,18 @@ pub struct ImageArgs {
     #[arg(long)]
     platform: Option<String>,
     #[arg(value_name = "IMAGE")]
+    args: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ContainerArgs {
+    /// Format output using a custom template: 'json' or a Go template
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+    #[arg(value_name = "CONTAINER")]
     args: Vec<String>,
 }
 
@@ -69,6 +82,22 @@ pub async fn run_image(ctx: &Ctx, usage: &Usage, args: ImageArgs) -> Result<()> 
     inspector.print(results)
 }
 
+pub async fn run_container(ctx: &Ctx, usage: &Usage, args: ContainerArgs) -> Result<()> {
+    usage.min_args(&args.args, 1)?;
+    let inspector = Inspector::new(args.format.as_deref().unwrap_or(""))?;
+    let client = ctx.client().await?;
+    let mut results = Vec::new();
+    for name in &args.args {
+        results.push(get_object(client, "container", name, args.size).await);
+    }
+    inspector.print(results)
+}
+
+/// The order docker tries object types in when none is given; swarm
+/// objects (services, tasks, nodes, secrets, configs) are only looked for
+/// on a swarm manager, which a Servin daemon never is.
+const AUTODETECT: &[&str] = &["container", "image", "network", "volume", "plugin"];
+
 pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     usage.min_args(&args.args, 1)?;
     let kind = args.kind.unwrap_or_default();
@@ -80,27 +109,72 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     }
     let inspector = Inspector::new(args.format.as_deref().unwrap_or(""))?;
     let client = ctx.client().await?;
+    let kinds: Vec<&str> = if kind.is_empty() {
+        AUTODETECT.to_vec()
+    } else {
+        vec![kind.as_str()]
+    };
     let mut results = Vec::new();
     for name in &args.args {
-        // Objects other than images are not served yet: they are never found.
-        let result = match kind.as_str() {
-            "" | "image" => get_image(client, name, &[]).await,
-            _ => Err(no_such_object(name)),
-        };
-        if args.size && result.is_ok() {
-            eprintln!("WARNING: --size ignored for image");
-        }
-        results.push(result.map_err(|e| {
-            let skippable =
-                ApiError::is_not_found(&e) || e.to_string().contains("invalid reference format");
-            if kind.is_empty() && skippable {
-                no_such_object(name)
-            } else {
-                e
+        let mut result = Err(no_such_object(name));
+        for k in &kinds {
+            match get_object(client, k, name, args.size).await {
+                Err(e) if kind.is_empty() && skippable(&e) => continue,
+                Ok(raw) => {
+                    if args.size && *k != "container" {
+                        eprintln!("WARNING: --size ignored for {k}");
+                    }
+                    result = Ok(raw);
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
-        }));
+        }
+        results.push(result);
     }
     inspector.print(results)
+}
+
+/// Docker's `isErrSkippable`: look for the next kind of object.
+fn skippable(e: &anyhow::Error) -> bool {
+    let text = e.to_string();
+    ApiError::is_not_found(e)
+        || text.contains("not supported")
+        || text.contains("invalid reference format")
+}
+
+/// `GET` of one object's JSON, untouched.
+async fn get_object(client: &Client, kind: &str, name: &str, size: bool) -> Result<Bytes> {
+    let escaped = crate::client::escape_path(name);
+    match kind {
+        "container" => {
+            let path = format!("{}/json", crate::containers::user_path(name)?);
+            let query = if size {
+                vec![("size", "1".to_string())]
+            } else {
+                Vec::new()
+            };
+            client.get_raw(&path, &query).await
+        }
+        "image" => get_image(client, name, &[]).await,
+        "network" => client.get_raw(&format!("/networks/{escaped}"), &[]).await,
+        "volume" => client.get_raw(&format!("/volumes/{escaped}"), &[]).await,
+        "plugin" => {
+            client
+                .get_raw(&format!("/plugins/{escaped}/json"), &[])
+                .await
+        }
+        "service" => {
+            let query = [("insertDefaults", "true".to_string())];
+            client
+                .get_raw(&format!("/services/{escaped}"), &query)
+                .await
+        }
+        other => client.get_raw(&format!("/{other}s/{escaped}"), &[]).await,
+    }
 }
 
 fn no_such_object(name: &str) -> anyhow::Error {

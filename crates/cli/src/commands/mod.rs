@@ -2,6 +2,7 @@
 
 pub mod attach;
 pub mod create;
+pub mod events;
 pub mod exec;
 pub mod images;
 pub mod import;
@@ -13,6 +14,7 @@ pub mod logs;
 pub mod pause;
 pub mod port;
 pub mod prune;
+pub mod ps;
 pub mod pull;
 pub mod push;
 pub mod rename;
@@ -22,6 +24,7 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod tag;
 pub mod top;

@@ -66,6 +66,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
                     ("Server".into(), server.unwrap_or(Value::Null)),
                 ],
                 sorted_json: false,
+                json: None,
             }));
             match t.execute(&data, Options::default()) {
                 Ok(text) => text,

@@ -32,6 +32,9 @@ pub struct StructValue {
     /// Render `{{json .}}` like docker's formatter contexts (`MarshalJSON`
     /// into a map: sorted keys, HTML-escaped) rather than in field order.
     pub sorted_json: bool,
+    /// What `{{json .}}` encodes instead of the fields, for Go structs whose
+    /// JSON tags differ from their field names (`events.Message`).
+    pub json: Option<Box<Value>>,
 }
 
 impl Value {
@@ -107,6 +110,11 @@ fn encode(v: &Value, escape_html: bool, out: &mut String) {
             out.push(']');
         }
         Value::Object(fields) => encode_fields(fields.iter(), escape_html, out),
+        Value::Struct(s) if s.json.is_some() => {
+            if let Some(json) = &s.json {
+                encode(json, escape_html, out);
+            }
+        }
         Value::Struct(s) if s.sorted_json => {
             let mut fields: Vec<_> = s.fields.iter().collect();
             fields.sort_by(|a, b| a.0.cmp(&b.0));
@@ -332,6 +340,7 @@ mod tests {
                 ("ID".into(), Value::str("abc")),
             ],
             sorted_json: true,
+            json: None,
         }));
         assert_eq!(
             v.to_go_json(false),

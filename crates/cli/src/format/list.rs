@@ -59,6 +59,7 @@ mod tests {
                 ("Tag".into(), Value::str(tag)),
             ],
             sorted_json: true,
+            json: None,
         }))
     }
 

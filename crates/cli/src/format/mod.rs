@@ -146,6 +146,68 @@ pub fn short_id(id: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
 }
 
+/// Docker's `formatter.Ellipsis`: at most `max` columns, the last one "…".
+pub fn ellipsis(s: &str, max: usize) -> String {
+    use unicode_width::UnicodeWidthChar as _;
+    if max == 0 {
+        return String::new();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    if max == 1 {
+        return chars.first().map(|c| c.to_string()).unwrap_or_default();
+    }
+    if s.len() == chars.len() {
+        if s.len() <= max {
+            return s.to_string();
+        }
+        return chars[..max - 1].iter().collect::<String>() + "…";
+    }
+    let mut widths = Vec::with_capacity(chars.len());
+    let mut total = 0;
+    for c in &chars {
+        total += c.width().unwrap_or(0);
+        widths.push(total);
+    }
+    if total <= max {
+        return s.to_string();
+    }
+    for i in 0..widths.len().saturating_sub(1) {
+        if widths[i] < max && widths[i + 1] >= max {
+            return chars[..=i].iter().collect::<String>() + "…";
+        }
+    }
+    s.to_string()
+}
+
+/// Go's `strconv.Quote`: printable characters as they are, the rest
+/// escaped.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +268,21 @@ mod tests {
             go_time_text(&t.with_timezone(&east)),
             "2026-11-29 04:21:27 +0100 +0100"
         );
+    }
+
+    #[test]
+    fn ellipsis_and_quote_like_docker() {
+        assert_eq!(
+            ellipsis("sh -c 'echo a; echo b >&2; echo c'", 20),
+            "sh -c 'echo a; echo…"
+        );
+        assert_eq!(ellipsis("sleep 1000", 20), "sleep 1000");
+        assert_eq!(ellipsis("日本語日本語日本語日本語", 7), "日本語…");
+        assert_eq!(
+            go_quote("sh -c 'echo \"x\"'\n"),
+            r#""sh -c 'echo \"x\"'\n""#
+        );
+        assert_eq!(go_quote("a…\u{1}"), "\"a…\\x01\"");
     }
 
     #[test]

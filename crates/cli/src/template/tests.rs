@@ -154,6 +154,7 @@ fn errors_read_like_go() {
         type_name: "*formatter.imageContext",
         fields: vec![("ID".into(), Value::str("abc"))],
         sorted_json: true,
+        json: None,
     }));
     let t = Template::parse("", "x\n{{.ID}} {{.Nope}}").unwrap();
     assert_eq!(
