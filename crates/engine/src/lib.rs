@@ -22,6 +22,9 @@ pub use events::{Event, EventActor};
 pub use images::{ImageFilter, ListOptions};
 pub use system::BuildInfo;
 
+/// How many past events `/events?since=` can replay.
+const RECENT_EVENTS: usize = 1024;
+
 /// Settings the engine is opened with, resolved by the daemon.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -46,6 +49,8 @@ struct Inner {
     pending_attaches:
         std::sync::Mutex<std::collections::HashMap<String, Vec<containers::PendingAttach>>>,
     events: tokio::sync::broadcast::Sender<Event>,
+    /// The last events, for `/events?since=` (Docker keeps a window too).
+    recent: std::sync::Mutex<std::collections::VecDeque<Event>>,
     started: SystemTime,
 }
 
@@ -70,6 +75,7 @@ impl Engine {
                 execs: Default::default(),
                 pending_attaches: Default::default(),
                 events,
+                recent: Default::default(),
                 started: SystemTime::now(),
             }),
         })
@@ -89,7 +95,30 @@ impl Engine {
     }
 
     pub(crate) fn emit(&self, event: Event) {
+        {
+            let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() >= RECENT_EVENTS {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
         let _ = self.inner.events.send(event);
+    }
+
+    /// Subscribes, and returns the remembered events at or after `since_nano`
+    /// (taken under the same lock, so none is missed or seen twice).
+    pub fn subscribe_since(
+        &self,
+        since_nano: i64,
+    ) -> (Vec<Event>, tokio::sync::broadcast::Receiver<Event>) {
+        let recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.inner.events.subscribe();
+        let past = recent
+            .iter()
+            .filter(|e| e.time_nano >= since_nano)
+            .cloned()
+            .collect();
+        (past, rx)
     }
 
     pub(crate) fn containers(&self) -> &containers::ContainerStore {

@@ -66,16 +66,22 @@ async fn info(State(engine): State<Engine>) -> Json<serde_json::Value> {
 
 /// Streams engine events as JSON lines until the client goes away (or `until` passes).
 async fn events(State(engine): State<Engine>, params: Params) -> ApiResult<Response> {
-    let until = match params.get("until").filter(|s| !s.is_empty()) {
-        Some(u) => Some(
-            u.split('.')
-                .next()
-                .unwrap_or("")
-                .parse::<i64>()
-                .map_err(|_| ApiError::invalid(format!("invalid value for until: {u}")))?,
-        ),
-        None => None,
+    let time = |k: &str| -> ApiResult<Option<f64>> {
+        match params.get(k).filter(|s| !s.is_empty()) {
+            Some(v) => v
+                .parse::<f64>()
+                .map(Some)
+                .or_else(|_| {
+                    chrono::DateTime::parse_from_rfc3339(v).map(|t| {
+                        Some(t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+                    })
+                })
+                .map_err(|_| ApiError::invalid(format!("invalid value for {k}: {v}"))),
+            None => Ok(None),
+        }
     };
+    let since = time("since")?;
+    let until = time("until")?;
     let filters = params.get("filters").unwrap_or("").to_string();
     let wanted: serde_json::Value = if filters.is_empty() {
         serde_json::json!({})
@@ -83,19 +89,36 @@ async fn events(State(engine): State<Engine>, params: Params) -> ApiResult<Respo
         serde_json::from_str(&filters)
             .map_err(|e| ApiError::invalid(format!("invalid filter: {e}")))?
     };
-    let rx = engine.subscribe();
-    let stream = futures::stream::unfold(rx, move |mut rx| {
-        let wanted = wanted.clone();
+    let (past, rx) = match since {
+        Some(s) => engine.subscribe_since((s * 1e9) as i64),
+        None => (Vec::new(), engine.subscribe()),
+    };
+    let until_nano = until.map(|u| (u * 1e9) as i64);
+    let line = |ev: &servin_engine::Event| {
+        let mut b = serde_json::to_vec(&ev.to_json()).expect("json");
+        b.push(b'\n');
+        axum::body::Bytes::from(b)
+    };
+    let replay: Vec<axum::body::Bytes> = past
+        .iter()
+        .filter(|e| until_nano.is_none_or(|u| e.time_nano <= u))
+        .filter(|e| matches_filters(&e.to_json(), &wanted))
+        .map(line)
+        .collect();
+    let w = wanted.clone();
+    let live = futures::stream::unfold(rx, move |mut rx| {
+        let wanted = w.clone();
         async move {
             loop {
                 let next = match until {
                     Some(u) => {
-                        let now = chrono::Utc::now().timestamp();
+                        let now =
+                            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as f64 / 1e9;
                         if now >= u {
                             return None;
                         }
                         match tokio::time::timeout(
-                            std::time::Duration::from_secs((u - now) as u64),
+                            std::time::Duration::from_secs_f64(u - now),
                             rx.recv(),
                         )
                         .await
@@ -112,7 +135,7 @@ async fn events(State(engine): State<Engine>, params: Params) -> ApiResult<Respo
                         if matches_filters(&v, &wanted) {
                             let mut b = serde_json::to_vec(&v).expect("json");
                             b.push(b'\n');
-                            return Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(b)), rx));
+                            return Some((axum::body::Bytes::from(b), rx));
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -121,6 +144,10 @@ async fn events(State(engine): State<Engine>, params: Params) -> ApiResult<Respo
             }
         }
     });
+    use futures::StreamExt;
+    let stream = futures::stream::iter(replay)
+        .chain(live)
+        .map(Ok::<_, std::io::Error>);
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
@@ -143,17 +170,32 @@ fn matches_filters(ev: &serde_json::Value, filters: &serde_json::Value) -> bool 
         if values.is_empty() {
             return true;
         }
-        let field = match key.as_str() {
-            "type" => ev["Type"].as_str().map(str::to_string),
-            "event" => ev["Action"].as_str().map(str::to_string),
-            "image" | "container" => ev["Actor"]["ID"].as_str().map(str::to_string),
-            _ => None,
-        };
-        match field {
-            Some(f) => values
+        let attrs = &ev["Actor"]["Attributes"];
+        let id = ev["Actor"]["ID"].as_str().unwrap_or("");
+        let action = ev["Action"].as_str().unwrap_or("");
+        let kind = ev["Type"].as_str().unwrap_or("");
+        let matched = match key.as_str() {
+            "type" => values.iter().any(|v| v == kind),
+            // `health_status` matches `health_status: healthy`, as in Docker.
+            "event" => values
                 .iter()
-                .any(|v| *v == f || (key == "image" && ev["Actor"]["Attributes"]["name"] == *v)),
-            None => false,
-        }
+                .any(|v| action == v || action.split(':').next() == Some(v.as_str())),
+            "container" => {
+                kind == "container"
+                    && values
+                        .iter()
+                        .any(|v| id.starts_with(v.as_str()) || attrs["name"] == *v)
+            }
+            "image" => values
+                .iter()
+                .any(|v| id == v || attrs["image"] == *v || attrs["name"] == *v),
+            "volume" => kind == "volume" && values.iter().any(|v| id == v),
+            "label" => values.iter().any(|v| match v.split_once('=') {
+                Some((k, val)) => attrs[k] == val,
+                None => !attrs[v.as_str()].is_null(),
+            }),
+            _ => return false,
+        };
+        matched
     })
 }

@@ -217,6 +217,7 @@ impl Engine {
             restart_count: 0,
             manually_stopped: false,
             runtime,
+            health: None,
         };
         self.prepare_mounts(&rec)?;
         self.containers().insert(rec)?;

@@ -127,6 +127,7 @@ impl Engine {
         })?;
         self.emit(Event::container("start", &rec.id, &rec));
         self.watch(rec.id.clone());
+        self.start_health(&rec.id);
         Ok(())
     }
 
@@ -487,7 +488,10 @@ impl Engine {
                             let id = rec.id.clone();
                             tokio::spawn(async move { engine.on_exit(&id, status).await });
                         }
-                        Ok(_) => self.watch(rec.id.clone()),
+                        Ok(_) => {
+                            self.watch(rec.id.clone());
+                            self.start_health(&rec.id);
+                        }
                     }
                 }
                 State::Removing => {

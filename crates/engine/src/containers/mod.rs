@@ -2,6 +2,7 @@
 
 mod create;
 mod exec;
+mod health;
 mod lifecycle;
 mod logs;
 mod names;

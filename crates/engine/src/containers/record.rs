@@ -123,6 +123,9 @@ pub struct ContainerRecord {
     /// Set when a user stopped it (for `unless-stopped`).
     pub manually_stopped: bool,
     pub runtime: String,
+    /// The healthcheck's state, when the container has one and has run.
+    #[serde(default)]
+    pub health: Option<super::health::Health>,
 }
 
 impl ContainerRecord {

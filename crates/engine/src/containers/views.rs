@@ -31,7 +31,11 @@ fn ago(rfc3339: &str) -> String {
 fn status_text(rec: &ContainerRecord) -> String {
     match &rec.state {
         State::Created => "Created".into(),
-        State::Running { started_at, .. } => format!("Up {}", ago(started_at)),
+        State::Running { started_at, .. } => match rec.health.as_ref().map(|h| h.status.as_str()) {
+            Some("starting") => format!("Up {} (health: starting)", ago(started_at)),
+            Some(s) => format!("Up {} ({s})", ago(started_at)),
+            None => format!("Up {}", ago(started_at)),
+        },
         State::Paused { started_at, .. } => format!("Up {} (Paused)", ago(started_at)),
         State::Restarting { .. } => "Restarting".into(),
         State::Exited {
@@ -193,6 +197,7 @@ impl Engine {
                 "Pid": pid,
                 "ExitCode": code,
                 "Error": error,
+                "Health": r.health.as_ref().map(|h| h.to_json()),
                 "StartedAt": started,
                 "FinishedAt": finished,
             },
