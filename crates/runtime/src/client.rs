@@ -3,7 +3,6 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,8 +20,8 @@ use crate::spec::{
     SHIM_LOG_FILE, SOCKET_FILE, SPEC_FILE,
 };
 
-/// The fd number on which the shim reports that the container is created.
-pub(crate) const READY_FD: i32 = 3;
+/// The fd number on which the shim reports that the container is created (its stdin).
+pub(crate) const READY_FD: i32 = 0;
 /// Environment variable telling the shim that `READY_FD` is open.
 pub(crate) const READY_ENV: &str = "SERVIN_SHIM_READY_FD";
 
@@ -81,35 +80,22 @@ pub fn spawn_shim(spec: &ContainerSpec, shim_bin: &Path) -> Result<ShimClient, R
         .map_err(|e| RuntimeError::io("duplicate the shim log descriptor", e))?;
     let (ready_r, ready_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("create a pipe", e))?;
-    let ready_raw = ready_w.as_raw_fd();
 
+    // The readiness pipe travels as the shim's stdin, which the shim swaps for
+    // /dev/null at once: no pre_exec hook, so std can use posix_spawn (no
+    // fork of a large, multi-threaded daemon). The shim makes its own session.
     let mut cmd = Command::new(shim_bin);
     cmd.arg("run")
         .arg(dir)
         .env(READY_ENV, READY_FD.to_string())
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(ready_w))
         .stdout(log)
         .stderr(log2);
-    // SAFETY: the closure runs between fork and exec and calls only
-    // async-signal-safe functions (setsid, dup2, fcntl) on fds that are open.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid()?;
-            if ready_raw == READY_FD {
-                nix::fcntl::fcntl(
-                    READY_FD,
-                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-                )?;
-            } else {
-                nix::unistd::dup2(ready_raw, READY_FD)?;
-            }
-            Ok(())
-        });
-    }
     let mut child = cmd
         .spawn()
         .map_err(|e| RuntimeError::io(format!("run {}", shim_bin.display()), e))?;
-    drop(ready_w);
+    // Our copy of the pipe's write end went with `cmd`: EOF means the shim is gone.
+    drop(cmd);
     // The shim forks at once and its first process exits: reap that one so
     // the caller never holds a zombie; the shim itself is not our child.
     let status = child

@@ -15,9 +15,14 @@ fn median_run(fx: &Fixture, runtime: &RuntimeKind, n: usize) -> Duration {
         spec.runtime = runtime.clone();
         let t = Instant::now();
         let client = servin_runtime::spawn_shim(&spec, &shim_bin()).unwrap();
+        let t1 = t.elapsed();
         client.start().unwrap();
+        let t2 = t.elapsed();
         let exit = client.wait().unwrap();
         let elapsed = t.elapsed();
+        if std::env::var_os("SERVIN_BENCH_PHASES").is_some() {
+            eprintln!("spawn {t1:?} start {:?} wait {:?}", t2 - t1, elapsed - t2);
+        }
         assert_eq!(exit.code, 0);
         // The first run warms the page cache.
         if i > 0 {

@@ -14,7 +14,7 @@ mod sys;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -110,7 +110,11 @@ pub fn run(state_dir: &Path) -> i32 {
     // the parent only returns.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
-        Ok(nix::unistd::ForkResult::Child) => {}
+        Ok(nix::unistd::ForkResult::Child) => {
+            // Out of the spawner's session and process group: its signals and
+            // its death do not reach us.
+            let _ = nix::unistd::setsid();
+        }
         Err(e) => {
             eprintln!("servin-shim: cannot detach: {e}");
             return 1;
@@ -133,6 +137,7 @@ pub fn run(state_dir: &Path) -> i32 {
                 }),
         )
         .try_init();
+    tracing::debug!("shim started");
     match Shim::new(state_dir) {
         Ok(mut shim) => {
             report(ready, Response::Ok(serde_json::Value::Null));
@@ -147,21 +152,20 @@ pub fn run(state_dir: &Path) -> i32 {
     }
 }
 
-/// The pipe on which `spawn_shim` waits for the outcome of create.
+/// The pipe on which `spawn_shim` waits for the outcome of create: our
+/// stdin. Moves it off fd 0 (close-on-exec) and gives fd 0 /dev/null.
 fn take_ready_pipe() -> Option<std::fs::File> {
     let fd: i32 = std::env::var(READY_ENV).ok()?.parse().ok()?;
     if fd != READY_FD {
         return None;
     }
-    // SAFETY: our spawner passed this descriptor to us alone (see spawn_shim);
-    // nothing else in this process refers to it.
-    let f = unsafe { std::fs::File::from_raw_fd(fd) };
-    // Keep it out of the container's processes.
-    let _ = nix::fcntl::fcntl(
-        f.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
-    Some(f)
+    // SAFETY: fd 0 is open for the life of the process and not closed while
+    // borrowed here.
+    let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(READY_FD) };
+    let pipe = stdin.try_clone_to_owned().ok()?;
+    let null = std::fs::File::open("/dev/null").ok()?;
+    nix::unistd::dup2(null.as_raw_fd(), READY_FD).ok()?;
+    Some(std::fs::File::from(pipe))
 }
 
 fn report(ready: Option<std::fs::File>, r: Response) {
@@ -197,6 +201,7 @@ impl Shim {
             Ok(c) => c,
             Err(e) => {
                 setup::teardown(&spec, &overlay, &mut backend);
+                let _ = std::fs::remove_file(SOCKET_FILE);
                 return Err(e);
             }
         };

@@ -88,6 +88,7 @@ pub fn create(
 ) -> Result<Created, RuntimeError> {
     let state_dir = &spec.state_dir;
     overlay.mount()?;
+    tracing::debug!("rootfs mounted");
     let rootfs = &overlay.target;
     let mounts = mount_destinations(spec);
     let user = check_process(rootfs, &mounts, &spec.process)?;
@@ -104,6 +105,7 @@ pub fn create(
     })?;
     let capabilities = crate::caps::effective_set(spec.privileged, &spec.cap_add, &spec.cap_drop)?;
 
+    tracing::debug!("bundle written");
     let listener = bind_control_socket(state_dir)?;
 
     let console;

@@ -16,16 +16,21 @@ use servin_runtime::{
 
 pub const CGROUP_PARENT: &str = "servin-test";
 
-/// True when the test can run; skips (false) or panics when it cannot.
+/// True when the test can run (root, and busybox-static for the image);
+/// otherwise skips (false) with a message, or panics under `SERVIN_REQUIRE_VM=1`.
 pub fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    let missing = if unsafe { libc::geteuid() } != 0 {
+        "root for mounts, namespaces and cgroups"
+    } else if !Path::new("/bin/busybox").exists() {
+        "/bin/busybox (Debian's busybox-static) for the test image"
+    } else {
         return true;
-    }
+    };
     if std::env::var("SERVIN_REQUIRE_VM").as_deref() == Ok("1") {
-        panic!("{test} needs root (SERVIN_REQUIRE_VM=1)");
+        panic!("{test} needs {missing} (SERVIN_REQUIRE_VM=1)");
     }
-    eprintln!("skipping {test}: needs root for mounts, namespaces and cgroups");
+    eprintln!("skipping {test}: needs {missing}");
     false
 }
 
