@@ -255,3 +255,43 @@ fn restart_keeps_the_container_layer() {
     assert_eq!((out.as_str(), exit.code), ("run\n", 0), "{err}");
     fx.assert_clean(&spec);
 }
+
+/// CPU time (user + system, in clock ticks) a process has used.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(") ").unwrap().1;
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Clients that vanish (attach, wait, half-written requests) cost the shim
+/// nothing while the container runs on.
+#[test]
+fn vanished_clients_do_not_busy_the_shim() {
+    if !require_root("vanished_clients_do_not_busy_the_shim") {
+        return;
+    }
+    let fx = Fixture::new();
+    // Silent: no output write would notice a vanished client.
+    let mut spec = fx.spec(&["sleep", "100"]);
+    spec.process.open_stdin = true;
+    let client = servin_runtime::spawn_shim(&spec, &shim_bin()).unwrap();
+    client.start().unwrap();
+    drop(client.attach(true, true, true).unwrap());
+    drop(client.attach(false, true, false).unwrap());
+    let half = client.attach(false, true, true).unwrap();
+    half.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut raw =
+        std::os::unix::net::UnixStream::connect(spec.state_dir.join("shim.sock")).unwrap();
+    raw.write_all(b"{\"op\":").unwrap();
+    drop(raw);
+    let pid = std::fs::read_to_string(spec.state_dir.join("shim.pid")).unwrap();
+    let before = cpu_ticks(pid.trim());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid.trim()) - before;
+    assert!(used < 20, "the shim used {used} ticks in one second");
+    client.kill(9).unwrap();
+    assert_eq!(client.wait().unwrap().code, 137);
+    drop(half);
+    fx.assert_clean(&spec);
+}

@@ -135,7 +135,23 @@ impl Shim {
         }
     }
 
-    pub(super) fn read_conn(&mut self, id: u64) {
+    /// The client's side is readable, hung up or in error.
+    pub(super) fn conn_readable(&mut self, id: u64, revents: nix::poll::PollFlags) {
+        use nix::poll::PollFlags;
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        if revents.contains(PollFlags::POLLERR)
+            || (c.read_closed && revents.contains(PollFlags::POLLHUP))
+        {
+            // Gone both ways: nobody to send to any more.
+            self.drop_conn(id);
+        } else if !c.read_closed {
+            self.read_conn(id);
+        }
+    }
+
+    fn read_conn(&mut self, id: u64) {
         let mut buf = vec![0u8; 64 * 1024];
         let res = match self.conns.get_mut(&id) {
             Some(c) => c.stream.read(&mut buf),

@@ -267,9 +267,7 @@ impl Shim {
             fds.push(PollFd::new(fd, events));
             tokens.push(token);
         };
-        if !matches!(self.status, Status::Exited(_)) || self.linger_until.is_some() {
-            add(self.listener.as_fd(), PollFlags::POLLIN, Token::Listener);
-        }
+        add(self.listener.as_fd(), PollFlags::POLLIN, Token::Listener);
         if let Some(init) = &self.init {
             add(init.pidfd.as_fd(), PollFlags::POLLIN, Token::InitPid);
         }
@@ -381,7 +379,7 @@ impl Shim {
                     self.flush_conn(id);
                 }
                 if readable {
-                    self.read_conn(id);
+                    self.conn_readable(id, revents);
                 }
             }
         }
