@@ -75,6 +75,26 @@ fn supported() -> &'static [&'static str] {
     &ALL[..=last.min(ALL.len() - 1)]
 }
 
+/// Every capability a container can get from this process: known to the
+/// kernel and in our own bounding set (a nested runtime may lack some, and
+/// asking for those makes capset fail).
+fn grantable() -> Vec<&'static str> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    supported()
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 /// `NET_ADMIN`, `cap_net_admin` → `CAP_NET_ADMIN`; `ALL` stays `ALL`.
 fn normalize(name: &str) -> Result<String, RuntimeError> {
     let upper = name.trim().to_ascii_uppercase();
@@ -95,7 +115,8 @@ fn normalize(name: &str) -> Result<String, RuntimeError> {
     }
 }
 
-/// The container's capability set, as Docker computes it (`TweakCapabilities`).
+/// The container's capability set, as Docker computes it (`TweakCapabilities`);
+/// "all" (privileged, `--cap-add ALL`) means all this process can grant.
 pub fn effective_set(
     privileged: bool,
     cap_add: &[String],
@@ -103,7 +124,7 @@ pub fn effective_set(
 ) -> Result<Vec<String>, RuntimeError> {
     let known = supported();
     if privileged {
-        return Ok(known.iter().map(|s| s.to_string()).collect());
+        return Ok(grantable().iter().map(|s| s.to_string()).collect());
     }
     let add: Vec<String> = cap_add
         .iter()
@@ -114,7 +135,7 @@ pub fn effective_set(
         .map(|c| normalize(c))
         .collect::<Result<_, _>>()?;
     let mut set: Vec<String> = if add.iter().any(|c| c == "ALL") {
-        known.iter().map(|s| s.to_string()).collect()
+        grantable().iter().map(|s| s.to_string()).collect()
     } else if drop.iter().any(|c| c == "ALL") {
         Vec::new()
     } else {

@@ -342,3 +342,68 @@ fn many_layers_in_order() {
     );
     fx.assert_clean(&spec);
 }
+
+#[test]
+fn host_network_sees_host_interfaces() {
+    if !require_root("host_network_sees_host_interfaces") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["ls", "/sys/class/net"]);
+    spec.network = servin_runtime::NetworkMode::Host;
+    let (out, err, exit) = run(&spec);
+    assert_eq!(exit.code, 0, "{err}");
+    let mut host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    host.sort();
+    let mut seen: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+    seen.sort();
+    assert_eq!(seen, host);
+    fx.assert_clean(&spec);
+}
+
+#[test]
+fn capabilities_and_masked_paths_like_docker() {
+    if !require_root("capabilities_and_masked_paths_like_docker") {
+        return;
+    }
+    let fx = Fixture::new();
+    let script = "grep CapEff /proc/self/status; \
+                  grep -q ' /proc/keys ' /proc/self/mountinfo && echo keys-masked; \
+                  echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo sys-writable; \
+                  echo end";
+    let spec = fx.spec(&["sh", "-c", script]);
+    let (out, err, _) = run(&spec);
+    // Docker's default set.
+    assert_eq!(
+        out, "CapEff:\t00000000a80425fb\nkeys-masked\nend\n",
+        "{err}"
+    );
+    fx.assert_clean(&spec);
+
+    let mut spec = fx.spec(&["sh", "-c", "grep CapEff /proc/self/status"]);
+    spec.cap_add = vec!["NET_ADMIN".into()];
+    spec.cap_drop = vec!["CAP_MKNOD".into()];
+    let (out, _, _) = run(&spec);
+    assert_eq!(out, "CapEff:\t00000000a00435fb\n");
+    fx.assert_clean(&spec);
+
+    let mut spec = fx.spec(&["sh", "-c", script]);
+    spec.privileged = true;
+    let (out, err, _) = run(&spec);
+    // Everything this process may grant (its own bounding set).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    assert!(
+        out.starts_with(&format!("CapEff:\t{bounding}\n")),
+        "{out} {err}"
+    );
+    assert!(out.ends_with("\nsys-writable\nend\n"), "{out}");
+    fx.assert_clean(&spec);
+}

@@ -182,7 +182,10 @@ pub fn demux(mut all: &[u8]) -> (Vec<u8>, Vec<u8>) {
 
 /// Runs a container to completion: attach, start, collect output, wait.
 pub fn run(spec: &ContainerSpec) -> (String, String, ExitStatus) {
-    let client = servin_runtime::spawn_shim(spec, &shim_bin()).unwrap();
+    let client = servin_runtime::spawn_shim(spec, &shim_bin()).unwrap_or_else(|e| {
+        let log = std::fs::read_to_string(spec.state_dir.join("shim.log")).unwrap_or_default();
+        panic!("spawn_shim: {e}\n--- shim.log ---\n{log}")
+    });
     let stream = client.attach(false, true, true).unwrap();
     let reader = std::thread::spawn(move || read_frames(stream));
     client.start().unwrap();
