@@ -2,6 +2,7 @@
 //! `servind` serves. Output, messages and exit statuses follow the stock
 //! docker CLI.
 
+mod archive;
 mod auth;
 mod client;
 mod commands;
@@ -23,9 +24,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    attach, create, events, exec, images, import, info, inspect, kill, load, logs, pause, port,
-    prune, ps, pull, push, rename, restart, rm, rmi, run, save, start, stats, stop, tag, top,
-    unpause, version, wait, Ctx,
+    attach, container_prune, cp, create, events, exec, images, import, info, inspect, kill, load,
+    logs, pause, port, prune, ps, pull, push, rename, restart, rm, rmi, run, save, start, stats,
+    stop, tag, top, unpause, version, volume, wait, Ctx,
 };
 use connect::Host;
 use usage::{ClapOutcome, StatusError};
@@ -65,6 +66,9 @@ enum Command {
         #[command(subcommand)]
         command: ContainerCommand,
     },
+    /// Copy files/folders between a container and the local filesystem
+    #[command(override_usage = usage::CP.full)]
+    Cp(cp::Args),
     /// Create a new container
     #[command(override_usage = usage::CREATE.full, disable_help_flag = true)]
     Create(Box<create::Args>),
@@ -159,9 +163,40 @@ enum Command {
     /// Show the Servin version information
     #[command(override_usage = usage::VERSION.full)]
     Version(version::Args),
+    /// Manage volumes
+    #[command(
+        subcommand_required = true,
+        arg_required_else_help = true,
+        override_usage = "servin volume COMMAND"
+    )]
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
     /// Block until one or more containers stop, then print their exit codes
     #[command(override_usage = usage::WAIT.full)]
     Wait(wait::Args),
+}
+
+#[derive(Subcommand, Debug)]
+enum VolumeCommand {
+    /// Create a volume
+    #[command(override_usage = usage::VOLUME_CREATE.full)]
+    Create(volume::create::Args),
+    /// Display detailed information on one or more volumes
+    #[command(override_usage = usage::VOLUME_INSPECT.full)]
+    Inspect(volume::inspect::Args),
+    /// List volumes
+    #[command(visible_alias = "list")]
+    #[command(override_usage = usage::VOLUME_LS.full)]
+    Ls(volume::ls::Args),
+    /// Remove unused local volumes
+    #[command(override_usage = usage::VOLUME_PRUNE.full)]
+    Prune(volume::prune::Args),
+    /// Remove one or more volumes
+    #[command(visible_alias = "remove")]
+    #[command(override_usage = usage::VOLUME_RM.full)]
+    Rm(volume::rm::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,6 +204,9 @@ enum ContainerCommand {
     /// Attach local standard input, output, and error streams to a running container
     #[command(override_usage = usage::CONTAINER_ATTACH.full)]
     Attach(attach::Args),
+    /// Copy files/folders between a container and the local filesystem
+    #[command(override_usage = usage::CONTAINER_CP.full)]
+    Cp(cp::Args),
     /// Create a new container
     #[command(override_usage = usage::CONTAINER_CREATE.full, disable_help_flag = true)]
     Create(Box<create::Args>),
@@ -194,6 +232,9 @@ enum ContainerCommand {
     /// List port mappings or a specific mapping for the container
     #[command(override_usage = usage::CONTAINER_PORT.full)]
     Port(port::Args),
+    /// Remove all stopped containers
+    #[command(override_usage = usage::CONTAINER_PRUNE.full)]
+    Prune(container_prune::Args),
     /// Rename a container
     #[command(override_usage = usage::CONTAINER_RENAME.full)]
     Rename(rename::Args),
@@ -323,6 +364,7 @@ async fn run_container(ctx: &Ctx, command: ContainerCommand) -> Result<()> {
     use ContainerCommand as C;
     match command {
         C::Attach(a) => attach::run(ctx, &u::CONTAINER_ATTACH, a).await,
+        C::Cp(a) => cp::run(ctx, &u::CONTAINER_CP, a).await,
         C::Create(a) => create::run(ctx, &u::CONTAINER_CREATE, *a).await,
         C::Exec(a) => exec::run(ctx, &u::CONTAINER_EXEC, a).await,
         C::Inspect(a) => inspect::run_container(ctx, &u::CONTAINER_INSPECT, a).await,
@@ -331,6 +373,7 @@ async fn run_container(ctx: &Ctx, command: ContainerCommand) -> Result<()> {
         C::Ls(a) => ps::run(ctx, &u::CONTAINER_LS, a).await,
         C::Pause(a) => pause::run(ctx, &u::CONTAINER_PAUSE, a).await,
         C::Port(a) => port::run(ctx, &u::CONTAINER_PORT, a).await,
+        C::Prune(a) => container_prune::run(ctx, &u::CONTAINER_PRUNE, a).await,
         C::Rename(a) => rename::run(ctx, &u::CONTAINER_RENAME, a).await,
         C::Restart(a) => restart::run(ctx, &u::CONTAINER_RESTART, a).await,
         C::Rm(a) => rm::run(ctx, &u::CONTAINER_RM, a).await,
@@ -357,6 +400,7 @@ async fn run(cli: Cli) -> Result<()> {
     use usage as u;
     match command {
         Command::Attach(a) => attach::run(&ctx, &u::ATTACH, a).await,
+        Command::Cp(a) => cp::run(&ctx, &u::CP, a).await,
         Command::Create(a) => create::run(&ctx, &u::CREATE, *a).await,
         Command::Events(a) => events::run(&ctx, &u::EVENTS, a).await,
         Command::Exec(a) => exec::run(&ctx, &u::EXEC, a).await,
@@ -375,6 +419,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Top(a) => top::run(&ctx, &u::TOP, a).await,
         Command::Unpause(a) => unpause::run(&ctx, &u::UNPAUSE, a).await,
         Command::Wait(a) => wait::run(&ctx, &u::WAIT, a).await,
+        Command::Volume { command } => match command {
+            VolumeCommand::Create(a) => volume::create::run(&ctx, &u::VOLUME_CREATE, a).await,
+            VolumeCommand::Inspect(a) => volume::inspect::run(&ctx, &u::VOLUME_INSPECT, a).await,
+            VolumeCommand::Ls(a) => volume::ls::run(&ctx, &u::VOLUME_LS, a).await,
+            VolumeCommand::Prune(a) => volume::prune::run(&ctx, &u::VOLUME_PRUNE, a).await,
+            VolumeCommand::Rm(a) => volume::rm::run(&ctx, &u::VOLUME_RM, a).await,
+        },
         Command::Container { command } => run_container(&ctx, command).await,
         Command::Images(a) => images::run(&ctx, &u::IMAGES, a).await,
         Command::Import(a) => import::run(&ctx, &u::IMPORT, a).await,

@@ -114,7 +114,7 @@ fn value(e: &Message, type_name: &'static str) -> Value {
     let json = Value::from_json(go_json(e).as_bytes()).unwrap_or(Value::Null);
     let attributes = match &e.actor.attributes {
         Some(a) => Value::Object(a.iter().map(|(k, v)| (k.clone(), Value::str(v))).collect()),
-        None => Value::TypedNull("map"),
+        None => Value::TypedNull("map[]"),
     };
     let actor = Value::Struct(Box::new(StructValue {
         type_name: "events.Actor",

@@ -188,14 +188,14 @@ async fn get_image(client: &Client, name: &str, query: &[(&str, String)]) -> Res
 
 /// Docker's `inspect.Inspect`: indented JSON array, compact JSON, or a
 /// template per element; errors are collected and reported together.
-enum Inspector {
+pub enum Inspector {
     Indented,
     Json,
     Template(Template),
 }
 
 impl Inspector {
-    fn new(format: &str) -> Result<Self> {
+    pub fn new(format: &str) -> Result<Self> {
         Ok(match format {
             "" => Inspector::Indented,
             "json" => Inspector::Json,
@@ -206,7 +206,7 @@ impl Inspector {
         })
     }
 
-    fn print(&self, results: Vec<Result<Bytes>>) -> Result<()> {
+    pub fn print(&self, results: Vec<Result<Bytes>>) -> Result<()> {
         let mut errors = Vec::new();
         let mut raws = Vec::new();
         let mut out = String::new();

@@ -1,6 +1,8 @@
 //! One module per verb. Each has clap `Args` and a `run`.
 
 pub mod attach;
+pub mod container_prune;
+pub mod cp;
 pub mod create;
 pub mod events;
 pub mod exec;
@@ -30,6 +32,7 @@ pub mod tag;
 pub mod top;
 pub mod unpause;
 pub mod version;
+pub mod volume;
 pub mod wait;
 
 use std::collections::HashMap;

@@ -94,47 +94,11 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
             .collect::<Vec<_>>(),
     };
     let mut out = out;
-    out.sort_by(|a, b| natural_cmp(a, b));
+    out.sort_by(|a, b| crate::format::natural_cmp(a, b));
     if !out.is_empty() {
         println!("{}", out.join("\n"));
     }
     Ok(())
-}
-
-/// `sortorder.NaturalLess`: runs of digits compare by value.
-fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
-            let si = i;
-            while i < a.len() && a[i].is_ascii_digit() {
-                i += 1;
-            }
-            let sj = j;
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            let na = std::str::from_utf8(&a[si..i])
-                .unwrap_or("0")
-                .trim_start_matches('0');
-            let nb = std::str::from_utf8(&b[sj..j])
-                .unwrap_or("0")
-                .trim_start_matches('0');
-            let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
-            if ord != Ordering::Equal {
-                return ord;
-            }
-            continue;
-        }
-        if a[i] != b[j] {
-            return a[i].cmp(&b[j]);
-        }
-        i += 1;
-        j += 1;
-    }
-    (a.len() - i).cmp(&(b.len() - j))
 }
 
 #[cfg(test)]
@@ -148,7 +112,7 @@ mod tests {
             "80/tcp -> 0.0.0.0:8080",
             "443/tcp -> [::]:8443",
         ];
-        v.sort_by(|a, b| natural_cmp(a, b));
+        v.sort_by(|a, b| crate::format::natural_cmp(a, b));
         assert_eq!(
             v,
             [

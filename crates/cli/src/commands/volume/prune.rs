@@ -1,0 +1,91 @@
+//! `servin volume prune`.
+
+use anyhow::Result;
+use http_body_util::BodyExt as _;
+use hyper::Method;
+use serde::Deserialize;
+
+use super::super::{confirm, parse_filters, ps::filters_json, Ctx};
+use crate::client::empty_body;
+use crate::format::human_size;
+use crate::usage::{Cancelled, Usage};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short, long)]
+    all: bool,
+    /// Provide filter values (e.g. "label=<label>")
+    #[arg(long, value_name = "filter")]
+    filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+    #[arg(hide = true)]
+    args: Vec<String>,
+}
+
+const UNUSED_WARNING: &str = "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue?";
+const ALL_WARNING: &str = "WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue?";
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Report {
+    volumes_deleted: Option<Vec<String>>,
+    space_reclaimed: u64,
+}
+
+pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
+    usage.no_args(&args.args)?;
+    let mut filters = parse_filters(usage, "--filter", &args.filter)?;
+    let client = ctx.client().await?;
+    // Before API 1.42 every unused volume is pruned, named or not.
+    let version = client.api_version();
+    let modern = api_at_least(&version, 42);
+    if args.all && !modern {
+        anyhow::bail!(
+            "\"--all\" requires API version 1.42, but the Servin daemon API version is {version}"
+        );
+    }
+    let mut warning = if modern { UNUSED_WARNING } else { ALL_WARNING };
+    if modern && args.all {
+        if filters.contains_key("all") {
+            anyhow::bail!("conflicting options: cannot specify both --all and --filter all=1");
+        }
+        filters.insert("all".into(), vec!["true".into()]);
+        warning = ALL_WARNING;
+    }
+    if !args.force && !confirm(warning)? {
+        return Err(Cancelled.into());
+    }
+    let mut query = Vec::new();
+    if !filters.is_empty() {
+        query.push(("filters", filters_json(&filters)));
+    }
+    let resp = client
+        .request(Method::POST, "/volumes/prune", &query, &[], empty_body())
+        .await?;
+    let raw = resp.into_body().collect().await?.to_bytes();
+    let report: Report = serde_json::from_slice(&raw)?;
+    let deleted = report.volumes_deleted.unwrap_or_default();
+    let mut reclaimed = 0;
+    if !deleted.is_empty() {
+        let mut text = String::from("Deleted Volumes:\n");
+        for id in deleted {
+            text.push_str(&id);
+            text.push('\n');
+        }
+        println!("{text}");
+        reclaimed = report.space_reclaimed;
+    }
+    println!("Total reclaimed space: {}", human_size(reclaimed as f64));
+    Ok(())
+}
+
+/// Whether "1.N" is at least 1.`minor`.
+pub fn api_at_least(version: &str, minor: u32) -> bool {
+    version
+        .strip_prefix("1.")
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| m >= minor)
+}
