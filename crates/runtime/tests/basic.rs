@@ -407,3 +407,44 @@ fn capabilities_and_masked_paths_like_docker() {
     assert!(out.ends_with("\nsys-writable\nend\n"), "{out}");
     fx.assert_clean(&spec);
 }
+
+#[test]
+fn etc_files_from_the_engine() {
+    if !require_root("etc_files_from_the_engine") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf /etc/hostname; echo changed >> /etc/hosts && echo hosts-writable",
+    ]);
+    std::fs::create_dir_all(&spec.state_dir).unwrap();
+    for (name, text) in [
+        ("hosts", "127.0.0.1 localhost\n"),
+        ("resolv.conf", "nameserver 127.0.0.53\n"),
+        ("hostname", "servintest\n"),
+    ] {
+        std::fs::write(spec.state_dir.join(name), text).unwrap();
+    }
+    spec.etc_hosts = Some(spec.state_dir.join("hosts"));
+    spec.etc_resolv_conf = Some(spec.state_dir.join("resolv.conf"));
+    spec.etc_hostname = Some(spec.state_dir.join("hostname"));
+    let (out, err, exit) = run(&spec);
+    assert_eq!(
+        out, "127.0.0.1 localhost\nnameserver 127.0.0.53\nservintest\nhosts-writable\n",
+        "{err}"
+    );
+    assert_eq!(exit.code, 0);
+    assert!(std::fs::read_to_string(spec.state_dir.join("hosts"))
+        .unwrap()
+        .ends_with("changed\n"));
+    fx.assert_clean(&spec);
+
+    // Read-only root filesystem: the files are read-only too, as in Docker.
+    spec.readonly_rootfs = true;
+    let (out, _, exit) = run(&spec);
+    assert!(!out.contains("hosts-writable"), "{out}");
+    assert_ne!(exit.code, 0);
+    fx.assert_clean(&spec);
+}

@@ -129,7 +129,9 @@ impl Shim {
         if let Some(c) = self.conns.remove(&id) {
             if let Role::Exec(n) = c.role {
                 if let Some(ex) = self.execs.get_mut(&n) {
+                    // Nobody can write to the exec any more.
                     ex.conn = None;
+                    ex.io.close_stdin();
                 }
             }
         }
