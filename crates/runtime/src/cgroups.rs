@@ -1,6 +1,7 @@
 //! The container's cgroups, read and removed by the shim (the OCI runtime
 //! creates them and applies the limits, on v1 and v2 alike).
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -110,22 +111,74 @@ pub fn oom_killed(cgroup_path: &str) -> bool {
     flat_keyed(&text).get(key).copied().unwrap_or(0) > 0
 }
 
+/// Where shims serialise creating cgroups under a parent with removing
+/// empty parents (cgroup parents are host-wide, so is the lock).
+const PARENT_LOCK: &str = "/run/servin/cgroup-parents.lock";
+
+/// Held while creating a container (shared) or removing empty parents
+/// (exclusive): a parent never vanishes between a runtime's `mkdir` of it
+/// and of the container's cgroup inside. A POSIX record lock: unlike
+/// `flock`, it does not pass to the container processes cloned meanwhile
+/// (which would hold it until they exec).
+pub struct ParentLock {
+    _file: Option<std::fs::File>,
+}
+
+/// Takes the parent lock; without /run/servin (not root) it is a no-op.
+pub fn lock_parents(exclusive: bool) -> ParentLock {
+    let path = Path::new(PARENT_LOCK);
+    let file = path
+        .parent()
+        .map(std::fs::create_dir_all)
+        .and_then(Result::ok)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(path)
+                .ok()
+        });
+    let file = file.filter(|f| {
+        // SAFETY: flock is plain old data; all-zero is a valid value.
+        let mut l: libc::flock = unsafe { std::mem::zeroed() };
+        l.l_type = if exclusive {
+            libc::F_WRLCK
+        } else {
+            libc::F_RDLCK
+        } as libc::c_short;
+        l.l_whence = libc::SEEK_SET as libc::c_short;
+        nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLKW(&l)).is_ok()
+    });
+    // Closing the file releases the lock.
+    ParentLock { _file: file }
+}
+
 /// Removes the container's cgroup in every hierarchy, then the parent
 /// folders named in `cgroup_parent` that are left empty.
 pub fn remove(cgroup_path: &str, cgroup_parent: &str) -> Result<(), std::io::Error> {
     let parents = cgroup_parent.split('/').filter(|c| !c.is_empty()).count();
     let mut first_err = None;
+    let mut emptied = Vec::new();
     for h in hierarchies() {
-        let mut dir = join(&h.mount_point, cgroup_path);
-        if let Err(e) = rmdir_retrying(&dir) {
-            first_err.get_or_insert(e);
-            continue;
+        let dir = join(&h.mount_point, cgroup_path);
+        match rmdir_retrying(&dir) {
+            Ok(()) => emptied.push(dir),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
         }
-        for _ in 0..parents {
-            dir.pop();
-            // Another container may still use (or just have created) the parent.
-            if std::fs::remove_dir(&dir).is_err() {
-                break;
+    }
+    if parents > 0 && !emptied.is_empty() {
+        let _lock = lock_parents(true);
+        for mut dir in emptied {
+            for _ in 0..parents {
+                dir.pop();
+                // Still in use by another container: leave it (and its parents).
+                if std::fs::remove_dir(&dir).is_err() {
+                    break;
+                }
             }
         }
     }

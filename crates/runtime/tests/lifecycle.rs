@@ -295,3 +295,31 @@ fn vanished_clients_do_not_busy_the_shim() {
     drop(half);
     fx.assert_clean(&spec);
 }
+
+/// Containers waiting for `start` hold nothing another container's
+/// create or cleanup needs.
+#[test]
+fn created_containers_do_not_block_others() {
+    if !require_root("created_containers_do_not_block_others") {
+        return;
+    }
+    let fx = Fixture::new();
+    let waiting = fx.spec(&["true"]);
+    let a = servin_runtime::spawn_shim(&waiting, &shim_bin()).unwrap();
+    let t = Instant::now();
+    let other = fx.spec(&["echo", "done"]);
+    let (out, _, exit) = run(&other);
+    assert_eq!((out.as_str(), exit.code), ("done\n", 0));
+    assert!(cgroup_dirs_named(&other.id).is_empty());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(a.state().unwrap(), ShimState::Created);
+    a.kill(9).unwrap();
+    let exit = a.wait().unwrap();
+    assert_eq!((exit.code, exit.started_at), (137, None));
+    fx.assert_clean(&waiting);
+    fx.assert_clean(&other);
+}

@@ -120,7 +120,10 @@ pub fn create(
         let (io, stdio) = ProcIo::pipes(spec.process.open_stdin)?;
         (Some(io), stdio)
     };
-    let pid = backend.create(state_dir, stdio)?;
+    let pid = {
+        let _lock = cgroups::lock_parents(false);
+        backend.create(state_dir, stdio)?
+    };
     let init = Child::watch(pid)?;
     let io = match (io, console) {
         (Some(io), _) => io,

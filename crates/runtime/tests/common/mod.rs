@@ -123,6 +123,35 @@ impl Fixture {
     }
 }
 
+impl Drop for Fixture {
+    /// After a failed test: stop its containers so that their shims clean
+    /// up (mounts, cgroups) before the temp dir goes.
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.path().join("containers")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if let Ok(client) = ShimClient::connect(&e.path()) {
+                if !matches!(client.state(), Ok(servin_runtime::ShimState::Exited { .. })) {
+                    let _ = client.kill(9);
+                    let _ = client.wait();
+                }
+            }
+            wait_shim_gone_quietly(&e.path());
+        }
+    }
+}
+
+fn wait_shim_gone_quietly(state_dir: &Path) {
+    let Ok(pid) = std::fs::read_to_string(state_dir.join("shim.pid")) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(pid.trim()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// 64 random lowercase hex digits.
 pub fn random_id() -> String {
     let mut b = [0u8; 32];
