@@ -84,8 +84,19 @@ pub fn monitor_size(client: &Client, base: String) {
     });
 }
 
+/// Resizes to one more row and column than the terminal has, which docker's
+/// `attach` does first so the process redraws when the real size follows.
+pub async fn nudge_size(client: &Client, base: &str) {
+    let [h, w] = size();
+    let _ = resize_to(client, base, h + 1, w + 1).await;
+}
+
 async fn resize(client: &Client, base: &str) -> Result<()> {
     let [h, w] = size();
+    resize_to(client, base, h, w).await
+}
+
+async fn resize_to(client: &Client, base: &str, h: u16, w: u16) -> Result<()> {
     if h == 0 && w == 0 {
         return Ok(());
     }

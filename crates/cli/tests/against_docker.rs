@@ -1,82 +1,12 @@
-//! Compares `servin` with the stock `docker` CLI against the same daemon.
-//!
-//! Runs against `SERVIN_TEST_DOCKER_HOST` (`unix:///…`) when set, else
-//! against a private Docker Engine this test starts (needs root, dockerd and
-//! containerd); it imports a one-file image tagged `servin-cli-test/cmp:*`
-//! there and removes it afterwards.
+//! Compares `servin`'s image commands with the stock `docker` CLI against
+//! the same daemon (see `support` for which daemon); it imports a one-file
+//! image tagged `servin-cli-test/cmp:*` there and removes it afterwards.
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use support::Daemon;
 
 const REPO: &str = "servin-cli-test/cmp";
-
-struct Daemon {
-    host: String,
-    _peer: Option<servin_testkit::DockerPeer>,
-}
-
-impl Daemon {
-    fn from_env() -> Option<Daemon> {
-        if let Ok(host) = std::env::var("SERVIN_TEST_DOCKER_HOST") {
-            return Some(Daemon { host, _peer: None });
-        }
-        if servin_testkit::skip_unless_tools(
-            "image_commands_match_docker",
-            &["docker", "dockerd", "containerd"],
-        ) {
-            return None;
-        }
-        let peer = servin_testkit::DockerPeer::start(&[]).expect("a private Docker Engine starts");
-        Some(Daemon {
-            host: peer.host(),
-            _peer: Some(peer),
-        })
-    }
-
-    fn run(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new(program)
-            .arg("-H")
-            .arg(&self.host)
-            .args(args)
-            .env_remove("DOCKER_HOST")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        if let Some(data) = stdin {
-            child.stdin.take().unwrap().write_all(data).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.run("docker", args, None)
-    }
-
-    fn servin(&self, args: &[&str]) -> Output {
-        self.run(env!("CARGO_BIN_EXE_servin"), args, None)
-    }
-
-    /// Same stdout, same exit status, and the same stderr once the
-    /// program's name is swapped.
-    fn assert_same(&self, args: &[&str]) {
-        let d = self.docker(args);
-        let s = self.servin(args);
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        assert_eq!(text(&s.stdout), text(&d.stdout), "stdout of {args:?}");
-        assert_eq!(s.status.code(), d.status.code(), "exit status of {args:?}");
-        // Docker v28 misprints "Run" as "SRun" after "requires at most"; we don't.
-        let d_err = text(&d.stderr)
-            .replace("docker", "servin")
-            .replace("\nSRun '", "\nRun '");
-        assert_eq!(text(&s.stderr), d_err, "stderr of {args:?}");
-    }
-}
 
 /// Removes the test's tags even when an assertion fails.
 struct Cleanup<'a>(&'a Daemon, Vec<String>);
@@ -115,7 +45,7 @@ fn tiny_rootfs() -> Vec<u8> {
 
 #[test]
 fn image_commands_match_docker() {
-    let Some(daemon) = Daemon::from_env() else {
+    let Some(daemon) = Daemon::from_env("image_commands_match_docker") else {
         return;
     };
     let tag1 = format!("{REPO}:1");

@@ -60,6 +60,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     let conn = containers::attach(client, name, &streams).await?;
     check_state(&containers::inspect(client, name).await?)?;
     if c.config.tty && crate::tty::stdout_is_terminal() {
+        crate::tty::nudge_size(client, &containers::path(&c.id)).await;
         crate::tty::monitor_size(client, containers::path(&c.id));
     }
     if stream::stream(conn, &streams).await? == Ended::Detached {
