@@ -426,6 +426,30 @@ fn container_commands_match_docker() {
         );
     }
 
+    // A missing image is pulled first, its progress on stderr.
+    if let Ok(registry) = servin_testkit::Registry::start() {
+        let remote = registry.reference("servin-cli-test/pulled:1");
+        d.docker_ok(&["tag", IMAGE, &remote]);
+        d.docker_ok(&["push", &remote]);
+        for args in [
+            &["run", "--rm", &remote, "echo", "pulled"][..],
+            &["run", "--rm", "-q", &remote, "echo", "quietly"],
+            &["run", "--rm", "--pull=always", &remote, "echo", "again"],
+            &[
+                "run",
+                "--rm",
+                &registry.reference("servin-cli-test/pulled:nosuch"),
+            ],
+        ] {
+            let _ = d.docker(&["rmi", &remote]);
+            let docker = d.docker(args);
+            let _ = d.docker(&["rmi", &remote]);
+            let servin = d.servin(args);
+            assert_outputs(args, &docker, &servin, &[]);
+        }
+        let _ = d.docker(&["rmi", &remote]);
+    }
+
     // Volumes.
     d.assert_same(&["volume", "inspect", "servin-cli-test-vol"]);
     let out = d.servin(&["volume", "create", "--label", "a=b", "servin-cli-test-vol"]);
