@@ -119,6 +119,14 @@ impl Client {
         self.docker.client_version().to_string()
     }
 
+    /// Whether the negotiated API is at least 1.`minor`.
+    pub fn api_at_least(&self, minor: u32) -> bool {
+        self.api_version()
+            .strip_prefix("1.")
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|m| m >= minor)
+    }
+
     /// Maps a bollard error for this daemon.
     pub fn err(&self, err: bollard::errors::Error) -> anyhow::Error {
         api_error(&self.host, err)
@@ -148,7 +156,9 @@ impl Client {
             req = req.header(*k, *v);
         }
         let resp = send(&self.socket, &self.host, req.body(body)?).await?;
-        if resp.status().is_success() {
+        // Docker's client counts every status below 400 as success (a 304
+        // for starting a started container, say).
+        if resp.status().as_u16() < 400 {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
@@ -157,8 +167,8 @@ impl Client {
     }
 
     /// POSTs `path` asking to switch to a raw stream (`Upgrade: tcp`), as
-    /// docker's attach and exec start do. A 101 answer gives the socket in
-    /// both directions; a plain success gives its body, read-only.
+    /// docker's attach and exec start do; a 101 answer gives the socket in
+    /// both directions.
     pub async fn upgrade(
         &self,
         path: &str,
@@ -203,14 +213,9 @@ impl Client {
                 writer: Some(Box::new(write)),
             });
         }
-        if resp.status().is_success() {
-            return Ok(Hijacked {
-                reader: body_reader(resp.into_body()),
-                writer: None,
-            });
-        }
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Err(error_from_body(status, &bytes).into())
+        // Docker's client takes nothing but a switch of protocols, and
+        // reports any other answer by its status alone.
+        anyhow::bail!("unable to upgrade to tcp, received {status}")
     }
 
     /// GETs a JSON document and returns its bytes untouched.
@@ -222,8 +227,8 @@ impl Client {
     }
 }
 
-/// A connection switched to a raw stream: what the daemon sends, and (after
-/// an upgrade) the way back, whose shutdown half-closes the socket.
+/// A connection switched to a raw stream: what the daemon sends, and the
+/// way back, whose shutdown half-closes the socket.
 pub struct Hijacked {
     pub reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
     pub writer: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>>,
@@ -268,6 +273,25 @@ fn error_from_body(status: u16, body: &[u8]) -> ApiError {
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     };
     ApiError { status, message }
+}
+
+/// Decodes the daemon's JSON as Go does: a `null` leaves a field at its
+/// zero value instead of failing.
+pub fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T> {
+    let mut value: serde_json::Value = serde_json::from_slice(raw)?;
+    strip_nulls(&mut value);
+    Ok(serde_json::from_value(value)?)
+}
+
+fn strip_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
 
 /// Escapes an image name for a URL path as Go's `url.URL` does, so names
@@ -325,13 +349,14 @@ impl JsonStream {
             match self.buf.iter().position(|b| !b.is_ascii_whitespace()) {
                 None => self.buf.clear(),
                 Some(start) => {
-                    let mut values =
-                        serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<T>();
+                    let mut values = serde_json::Deserializer::from_slice(&self.buf[start..])
+                        .into_iter::<serde_json::Value>();
                     match values.next() {
-                        Some(Ok(v)) => {
+                        Some(Ok(mut v)) => {
                             let used = start + values.byte_offset();
                             self.buf.drain(..used);
-                            return Ok(Some(v));
+                            strip_nulls(&mut v);
+                            return Ok(Some(serde_json::from_value(v)?));
                         }
                         Some(Err(e)) if e.is_eof() && !self.done => {}
                         Some(Err(e)) => return Err(e.into()),
@@ -377,6 +402,25 @@ mod tests {
             "127.0.0.1:5000/a/b@sha256:ab"
         );
         assert_eq!(escape_path("a b%"), "a%20b%25");
+    }
+
+    #[test]
+    fn nulls_decode_as_zero_values() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct T {
+            #[serde(default)]
+            a: String,
+            #[serde(default)]
+            b: Vec<String>,
+        }
+        let t: T = decode(br#"{"a":null,"b":null}"#).unwrap();
+        assert_eq!(
+            t,
+            T {
+                a: String::new(),
+                b: Vec::new()
+            }
+        );
     }
 
     #[test]

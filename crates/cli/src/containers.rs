@@ -67,7 +67,7 @@ pub async fn inspect_raw(client: &Client, name: &str) -> Result<Bytes> {
 
 pub async fn inspect(client: &Client, name: &str) -> Result<Inspect> {
     let raw = inspect_raw(client, name).await?;
-    Ok(serde_json::from_slice(&raw)?)
+    crate::client::decode(&raw)
 }
 
 /// `POST /containers/ID/ACTION?QUERY` with no body, answer discarded.
@@ -157,7 +157,7 @@ pub async fn wait(client: &Client, id: &str, condition: &str) -> Result<JoinHand
                 return 125;
             }
         };
-        match serde_json::from_slice::<WaitResponse>(&body) {
+        match crate::client::decode::<WaitResponse>(&body) {
             Ok(WaitResponse { error: Some(e), .. }) if !e.message.is_empty() => {
                 eprintln!("Error waiting for container: {}", e.message);
                 125
@@ -186,7 +186,7 @@ pub async fn wait_status(client: &Client, name: &str) -> Result<i64> {
         )
         .await?;
     let body = resp.into_body().collect().await?.to_bytes();
-    let r: WaitResponse = serde_json::from_slice(&body)
+    let r: WaitResponse = crate::client::decode(&body)
         .map_err(|_| anyhow::anyhow!("{}", String::from_utf8_lossy(&body).trim()))?;
     if let Some(e) = r.error.filter(|e| !e.message.is_empty()) {
         anyhow::bail!(e.message);

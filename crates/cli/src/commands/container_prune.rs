@@ -47,7 +47,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
         .request(Method::POST, "/containers/prune", &query, &[], empty_body())
         .await?;
     let raw = resp.into_body().collect().await?.to_bytes();
-    let report: Report = serde_json::from_slice(&raw)?;
+    let report: Report = crate::client::decode(&raw)?;
     let deleted = report.containers_deleted.unwrap_or_default();
     let mut reclaimed = 0;
     if !deleted.is_empty() {

@@ -115,7 +115,7 @@ fn decode_stat(headers: &hyper::HeaderMap) -> Result<PathStat> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|e| anyhow::anyhow!("unable to decode container path stat header: {e}"))?;
-    serde_json::from_slice(&raw)
+    crate::client::decode(&raw)
         .map_err(|e| anyhow::anyhow!("unable to decode container path stat header: {e}"))
 }
 

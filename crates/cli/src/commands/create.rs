@@ -128,6 +128,11 @@ pub async fn create(
         }
     }
     request.host_config.console_size = crate::tty::size();
+    // As the docker client: Linux daemons before API 1.42 ignore the size
+    // when a platform is asked for.
+    if platform.as_deref().is_some_and(|p| p.starts_with("linux")) && !client.api_at_least(42) {
+        request.host_config.console_size = [0, 0];
+    }
     let mut query = Vec::new();
     if let Some(name) = opts.name.as_ref().filter(|n| !n.is_empty()) {
         query.push(("name", name.clone()));
@@ -170,7 +175,7 @@ async fn post_create(client: &Client, query: &[(&str, String)], body: Bytes) -> 
         )
         .await?;
     let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok(serde_json::from_slice(&bytes)?)
+    crate::client::decode(&bytes)
 }
 
 async fn pull(

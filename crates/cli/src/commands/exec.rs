@@ -119,7 +119,8 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     if !config.detach && config.tty && config.attach_stdin && !crate::tty::stdin_is_terminal() {
         anyhow::bail!("the input device is not a TTY");
     }
-    if config.tty {
+    // The docker client drops the size for daemons older than API 1.42.
+    if config.tty && client.api_at_least(42) {
         config.console_size = Some(crate::tty::size());
     }
     let resp = client
@@ -131,7 +132,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
             json_body(go_json(&config)),
         )
         .await?;
-    let created: Created = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
+    let created: Created = crate::client::decode(&resp.into_body().collect().await?.to_bytes())?;
     if created.id.is_empty() {
         anyhow::bail!("exec ID empty");
     }
@@ -181,7 +182,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
 /// Docker's `getExecExitStatus`.
 async fn exit_status(client: &Client, id: &str) -> Result<()> {
     let raw = client.get_raw(&format!("/exec/{id}/json"), &[]).await?;
-    let inspect: ExecInspect = serde_json::from_slice(&raw)?;
+    let inspect: ExecInspect = crate::client::decode(&raw)?;
     match inspect.exit_code.unwrap_or(0) {
         0 => Ok(()),
         code => Err(StatusError::fail(code as i32, "")),

@@ -51,7 +51,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     usage.range_args(&args.args, 1, 2)?;
     let client = ctx.client().await?;
     let raw = containers::inspect_raw(client, &args.args[0]).await?;
-    let c: Inspect = serde_json::from_slice(&raw)?;
+    let c: Inspect = crate::client::decode(&raw)?;
     let ports = c.network_settings.ports.unwrap_or_default();
     let out = match args.args.get(1) {
         Some(wanted) => {

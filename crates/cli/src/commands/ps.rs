@@ -164,7 +164,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     }
     let client = ctx.client().await?;
     let raw = client.get_raw("/containers/json", &query).await?;
-    let containers: Vec<Summary> = serde_json::from_slice(&raw)?;
+    let containers: Vec<Summary> = crate::client::decode(&raw)?;
     let format = container_format(&source, args.quiet, size);
     let now = Utc::now();
     let rows: Vec<Value> = containers

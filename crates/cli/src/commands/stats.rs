@@ -408,7 +408,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
             query.push(("all", "1".to_string()));
         }
         let raw = client.get_raw("/containers/json", &query).await?;
-        let list: Vec<super::ps::Summary> = serde_json::from_slice(&raw)?;
+        let list: Vec<super::ps::Summary> = crate::client::decode(&raw)?;
         for c in list {
             let short = format::short_id(&c.id).to_string();
             if add(&shared, &short) {

@@ -59,6 +59,11 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
         args.time.as_deref(),
     )?;
     let client = ctx.client().await?;
+    // The docker client sends no signal to daemons before API 1.42.
+    let query: Vec<_> = query
+        .into_iter()
+        .filter(|(k, _)| *k != "signal" || client.api_at_least(42))
+        .collect();
     for_each_container(&args.args, |name| {
         let query = query.clone();
         async move { containers::post(client, &name, "stop", &query).await }

@@ -39,7 +39,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
         query.push(("ps_args", args.args[1..].join(" ")));
     }
     let path = format!("{}/top", containers::user_path(&args.args[0])?);
-    let top: Top = serde_json::from_slice(&client.get_raw(&path, &query).await?)?;
+    let top: Top = crate::client::decode(&client.get_raw(&path, &query).await?)?;
     let mut text = top.titles.join("\t");
     text.push('\n');
     for p in &top.processes {

@@ -82,7 +82,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
         )
         .await?;
     let raw = resp.into_body().collect().await?.to_bytes();
-    let vol: Volume = serde_json::from_slice(&raw)?;
+    let vol: Volume = crate::client::decode(&raw)?;
     println!("{}", vol.name);
     Ok(())
 }

@@ -31,7 +31,7 @@ pub async fn get(client: &Client, name: &str) -> Result<Bytes> {
             &[],
         )
         .await?;
-    let vol: Volume = serde_json::from_slice(&raw)?;
+    let vol: Volume = crate::client::decode(&raw)?;
     Ok(Bytes::from(go_json(&vol)))
 }
 

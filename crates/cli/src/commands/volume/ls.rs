@@ -109,7 +109,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     }
     let client = ctx.client().await?;
     let raw = client.get_raw("/volumes", &query).await?;
-    let mut volumes = serde_json::from_slice::<ListResponse>(&raw)?
+    let mut volumes = crate::client::decode::<ListResponse>(&raw)?
         .volumes
         .unwrap_or_default();
     if args.cluster {

@@ -41,7 +41,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     let client = ctx.client().await?;
     // Before API 1.42 every unused volume is pruned, named or not.
     let version = client.api_version();
-    let modern = api_at_least(&version, 42);
+    let modern = client.api_at_least(42);
     if args.all && !modern {
         anyhow::bail!(
             "\"--all\" requires API version 1.42, but the Servin daemon API version is {version}"
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
         .request(Method::POST, "/volumes/prune", &query, &[], empty_body())
         .await?;
     let raw = resp.into_body().collect().await?.to_bytes();
-    let report: Report = serde_json::from_slice(&raw)?;
+    let report: Report = crate::client::decode(&raw)?;
     let deleted = report.volumes_deleted.unwrap_or_default();
     let mut reclaimed = 0;
     if !deleted.is_empty() {
@@ -80,12 +80,4 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     }
     println!("Total reclaimed space: {}", human_size(reclaimed as f64));
     Ok(())
-}
-
-/// Whether "1.N" is at least 1.`minor`.
-pub fn api_at_least(version: &str, minor: u32) -> bool {
-    version
-        .strip_prefix("1.")
-        .and_then(|m| m.parse::<u32>().ok())
-        .is_some_and(|m| m >= minor)
 }
