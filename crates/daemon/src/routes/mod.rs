@@ -1,5 +1,6 @@
 //! Routes: each handler translates an HTTP request into one engine call.
 
+mod archive;
 mod containers;
 mod exec;
 mod images;
@@ -19,6 +20,7 @@ pub fn router(engine: Engine) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(archive::routes())
         .merge(exec::routes())
         .merge(volumes::routes())
         .fallback(not_found)

@@ -1,5 +1,6 @@
 //! Containers: records, lifecycle under per-container shims, logs, views.
 
+mod archive; mod top;
 mod create;
 mod exec;
 mod health;
