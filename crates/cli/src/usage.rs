@@ -119,7 +119,7 @@ usages! {
     CONTAINER_STATS = "container stats", "container stats [OPTIONS] [CONTAINER...]";
     EVENTS = "events", "events [OPTIONS]";
     CP = "cp", "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tservin cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH";
-    CONTAINER_CP = "container cp", "container cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tservin container cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH";
+    CONTAINER_CP = "container cp", "container cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tservin cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH";
     PORT = "port", "port CONTAINER [PRIVATE_PORT[/PROTO]]";
     CONTAINER_PORT = "container port", "container port CONTAINER [PRIVATE_PORT[/PROTO]]";
     RENAME = "rename", "rename CONTAINER NEW_NAME";
@@ -195,6 +195,22 @@ impl Usage {
             125,
             format!("{BIN}: {message}\n\nRun '{BIN} {verb} --help' for more information"),
         )
+    }
+
+    /// Positionals that take dashes (`run IMAGE -c x`, `cp - c:/x`) let
+    /// clap pass an unknown flag through as one; report it as pflag would.
+    pub fn reject_flag(&self, arg: Option<&String>) -> anyhow::Result<()> {
+        let Some(flag) = arg.filter(|a| a.starts_with('-') && a.len() > 1) else {
+            return Ok(());
+        };
+        let message = match flag.strip_prefix("--") {
+            Some(long) => format!("unknown flag: --{}", long.split('=').next().unwrap_or(long)),
+            None => {
+                let c = flag.chars().nth(1).unwrap_or('?');
+                format!("unknown shorthand flag: '{c}' in {flag}")
+            }
+        };
+        Err(self.flag_error(&message))
     }
 
     pub fn no_args(&self, args: &[String]) -> anyhow::Result<()> {
@@ -395,6 +411,38 @@ mod tests {
             .to_string()
             .starts_with("servin: 'servin tag' requires 2 arguments\n"));
         assert_eq!(e.downcast_ref::<StatusError>().unwrap().code, 1);
+    }
+
+    #[test]
+    fn flags_taken_for_positionals() {
+        assert!(RUN.reject_flag(Some(&"busybox".to_string())).is_ok());
+        assert!(RUN.reject_flag(Some(&"-".to_string())).is_ok());
+        let e = RUN.reject_flag(Some(&"--bogus=1".to_string())).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("unknown flag: --bogus\n\nUsage:  servin run [OPTIONS] IMAGE"));
+        let e = EXEC.reject_flag(Some(&"-Z".to_string())).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("unknown shorthand flag: 'Z' in -Z\n"));
+        assert_eq!(e.downcast_ref::<StatusError>().unwrap().code, 125);
+    }
+
+    #[test]
+    fn group_commands() {
+        assert_eq!(usage_for(&argv("servin container list -q")), CONTAINER_LS);
+        assert_eq!(usage_for(&argv("servin container remove x")), CONTAINER_RM);
+        assert_eq!(usage_for(&argv("servin volume list")), VOLUME_LS);
+        assert_eq!(usage_for(&argv("servin container")), CONTAINER);
+        let e = PORT.range_args(&[], 1, 2).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("servin: 'servin port' requires at least 1 and at most 2 arguments\n"));
+        let e = RUN.with_help("boom");
+        assert_eq!(
+            e.to_string(),
+            "servin: boom\n\nRun 'servin run --help' for more information"
+        );
     }
 
     #[test]

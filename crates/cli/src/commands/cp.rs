@@ -52,6 +52,9 @@ fn split_arg(arg: &str) -> (Option<&str>, &str) {
 }
 
 pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
+    for arg in &args.args {
+        usage.reject_flag(Some(arg))?;
+    }
     usage.exact_args(&args.args, 2)?;
     if args.args[0].is_empty() {
         anyhow::bail!("source can not be empty");

@@ -70,17 +70,7 @@ pub fn prepare(
     flags: &ContainerFlags,
     args: &[String],
 ) -> Result<CreateRequest> {
-    if let Some(flag) = args.first().filter(|a| a.starts_with('-') && a.len() > 1) {
-        // clap took an unknown flag for the image: report it as pflag does.
-        let message = match flag.strip_prefix("--") {
-            Some(long) => format!("unknown flag: --{}", long.split('=').next().unwrap_or(long)),
-            None => {
-                let c = flag.chars().nth(1).unwrap_or('?');
-                format!("unknown shorthand flag: '{c}' in {flag}")
-            }
-        };
-        return Err(usage.flag_error(&message));
-    }
+    usage.reject_flag(args.first())?;
     usage.min_args(args, 1)?;
     if !matches!(create.pull.as_str(), "always" | "missing" | "never" | "") {
         return Err(usage.with_help(&format!(

@@ -105,6 +105,7 @@ fn json_body(json: String) -> crate::client::Body {
 }
 
 pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
+    usage.reject_flag(args.args.first())?;
     usage.min_args(&args.args, 2)?;
     let mut config = exec_config(&args).map_err(|e| {
         if e.to_string().starts_with("invalid argument") {

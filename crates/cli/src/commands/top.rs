@@ -32,6 +32,7 @@ const TOP: TabWriter = TabWriter {
 };
 
 pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
+    usage.reject_flag(args.args.first())?;
     usage.min_args(&args.args, 1)?;
     let client = ctx.client().await?;
     let mut query = Vec::new();
