@@ -57,6 +57,7 @@ pub struct Args {
 pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     let request = prepare(usage, &args.create, &args.flags, &args.args)?;
     let client = ctx.client().await?;
+    check_api(client, &args.flags)?;
     let id = create(client, request, &args.create).await?;
     println!("{id}");
     Ok(())
@@ -85,6 +86,28 @@ pub fn prepare(
             ParseError::Flag(m) => usage.flag_error(&m),
             ParseError::Invalid(m) => usage.with_help(&m),
         })
+}
+
+/// Flags newer than the daemon's API are refused, as docker's flag
+/// annotations make it refuse them.
+pub fn check_api(client: &Client, flags: &ContainerFlags) -> Result<()> {
+    let used = [
+        ("--annotation", 43, !flags.annotation.is_empty()),
+        (
+            "--health-start-interval",
+            44,
+            flags.health_start_interval.is_some(),
+        ),
+    ];
+    for (flag, minor, set) in used {
+        if set && !client.api_at_least(minor) {
+            anyhow::bail!(
+                "\"{flag}\" requires API version 1.{minor}, but the Servin daemon API version is {}",
+                client.api_version()
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

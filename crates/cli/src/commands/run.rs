@@ -59,6 +59,7 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     };
     let auto_remove = request.host_config.auto_remove;
     let client = ctx.client().await.map_err(|e| to_status_error(usage, &e))?;
+    create::check_api(client, &args.flags)?;
     let id = create::create(client, request, &args.create)
         .await
         .map_err(|e| to_status_error(usage, &e))?;
@@ -115,17 +116,12 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
 /// Docker's `toStatusError`: 127 when the command was not found, 126 when
 /// it could not be invoked, else 125; worded with `--help`.
 pub fn to_status_error(usage: &Usage, err: &anyhow::Error) -> anyhow::Error {
-    if err.is::<StatusError>() {
-        return anyhow::anyhow!(StatusError {
-            code: err.downcast_ref::<StatusError>().map_or(125, |e| e.code),
-            message: err.to_string(),
-        });
+    if let Some(e) = err.downcast_ref::<StatusError>() {
+        return StatusError::fail(e.code, e.message.clone());
     }
     let message = format!("{err:#}");
-    let code = status_for(&message);
-    let with_help = usage.with_help(&message);
-    let text = with_help.to_string();
-    StatusError::fail(code, text)
+    let text = usage.with_help(&message).to_string();
+    StatusError::fail(status_for(&message), text)
 }
 
 fn status_for(message: &str) -> i32 {
