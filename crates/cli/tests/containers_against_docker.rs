@@ -13,6 +13,8 @@ use support::{assert_outputs, text, Daemon};
 
 const IMAGE: &str = "servin-cli-test/busybox:1";
 const LABEL: &str = "servin-cli-test=containers";
+/// What the stdin checks send.
+const INPUT: &[u8] = b"line1\nline2\n";
 
 /// Removes what the test made even when an assertion fails.
 struct Cleanup<'a>(&'a Daemon);
@@ -88,12 +90,7 @@ fn busybox_rootfs() -> Option<Vec<u8>> {
 
 /// Each tool works on its own container, named `{base}-docker` and
 /// `{base}-servin`; outputs must match once the names are swapped.
-fn assert_same_each(
-    d: &Daemon,
-    base: &str,
-    args: &[&str],
-    setup: &dyn Fn(&str),
-) -> (Output, Output) {
+fn assert_same_each(d: &Daemon, base: &str, args: &[&str], setup: &dyn Fn(&str)) {
     let names = [format!("{base}-docker"), format!("{base}-servin")];
     let outputs: Vec<Output> = names
         .iter()
@@ -109,8 +106,6 @@ fn assert_same_each(
         })
         .collect();
     assert_outputs(args, &outputs[0], &outputs[1], &[(&names[0], &names[1])]);
-    let mut it = outputs.into_iter();
-    (it.next().unwrap(), it.next().unwrap())
 }
 
 #[test]
@@ -129,9 +124,18 @@ fn container_commands_match_docker() {
         Some(&rootfs),
     );
     assert!(out.status.success(), "docker import: {}", text(&out.stderr));
-    let label = ["--label", LABEL];
 
-    // run: output, streams, exit statuses and errors.
+    run_checks(&d);
+    detached_checks(&d);
+    read_only_checks(&d);
+    lifecycle_checks(&d);
+    cp_checks(&d);
+    pull_checks(&d);
+    volume_checks(&d);
+}
+
+/// run: output, streams, exit statuses and errors.
+fn run_checks(d: &Daemon) {
     for args in [
         &["run", "--rm", IMAGE, "echo", "hello"][..],
         &[
@@ -199,15 +203,16 @@ fn container_commands_match_docker() {
     ] {
         d.assert_same(args);
     }
-    let input = b"line1\nline2\n";
-    d.assert_same_in(&["run", "--rm", "-i", IMAGE, "cat"], Some(input));
+    d.assert_same_in(&["run", "--rm", "-i", IMAGE, "cat"], Some(INPUT));
     d.assert_same_in(
         &["run", "--rm", "-i", IMAGE, "sh", "-c", "cat; echo done >&2"],
-        Some(input),
+        Some(INPUT),
     );
-    d.assert_same_in(&["run", "--rm", "-it", IMAGE, "cat"], Some(input));
+    d.assert_same_in(&["run", "--rm", "-it", IMAGE, "cat"], Some(INPUT));
+}
 
-    // -d prints the full ID; the containers behind it are alike.
+/// -d prints the full ID; the containers behind it are alike.
+fn detached_checks(d: &Daemon) {
     let detached = |name: &str| {
         let _ = d.docker(&["rm", "-f", name]);
         let args = [
@@ -227,7 +232,7 @@ fn container_commands_match_docker() {
         );
     };
     assert_same_each(
-        &d,
+        d,
         "cmp-detached",
         &[
             "ps",
@@ -239,8 +244,11 @@ fn container_commands_match_docker() {
         ],
         &detached,
     );
+}
 
-    // Read-only views of the same containers.
+/// Read-only views of the same containers.
+fn read_only_checks(d: &Daemon) {
+    let label = ["--label", LABEL];
     d.docker_ok(
         &[
             &["create", "--name", "cmp-created"][..],
@@ -345,7 +353,7 @@ fn container_commands_match_docker() {
     ] {
         d.assert_same(args);
     }
-    d.assert_same_in(&["exec", "-i", "cmp-running", "cat"], Some(input));
+    d.assert_same_in(&["exec", "-i", "cmp-running", "cat"], Some(INPUT));
     d.assert_same(&[
         "events",
         "--since",
@@ -357,8 +365,10 @@ fn container_commands_match_docker() {
         "--format",
         "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
     ]);
+}
 
-    // Lifecycle verbs, each tool on its own container.
+/// Lifecycle verbs, each tool on its own container.
+fn lifecycle_checks(d: &Daemon) {
     let sleeper = |name: &str| {
         let _ = d.docker(&["rm", "-f", name]);
         d.docker_ok(&[
@@ -379,23 +389,25 @@ fn container_commands_match_docker() {
             "echo from-start; exit 6",
         ]);
     };
-    assert_same_each(&d, "cmp-stop", &["stop", "-t", "1", "{}"], &sleeper);
-    assert_same_each(&d, "cmp-kill", &["kill", "-s", "TERM", "{}"], &sleeper);
-    assert_same_each(&d, "cmp-pause", &["pause", "{}"], &sleeper);
-    assert_same_each(&d, "cmp-pause", &["unpause", "{}"], &|_| {});
-    assert_same_each(&d, "cmp-restart", &["restart", "-t", "1", "{}"], &sleeper);
-    assert_same_each(&d, "cmp-rm", &["rm", "-f", "{}"], &sleeper);
-    assert_same_each(&d, "cmp-start", &["start", "{}"], &created);
-    assert_same_each(&d, "cmp-start-a", &["start", "-a", "{}"], &created);
-    assert_same_each(&d, "cmp-rename", &["rename", "{}", "{}-renamed"], &created);
+    assert_same_each(d, "cmp-stop", &["stop", "-t", "1", "{}"], &sleeper);
+    assert_same_each(d, "cmp-kill", &["kill", "-s", "TERM", "{}"], &sleeper);
+    assert_same_each(d, "cmp-pause", &["pause", "{}"], &sleeper);
+    assert_same_each(d, "cmp-pause", &["unpause", "{}"], &|_| {});
+    assert_same_each(d, "cmp-restart", &["restart", "-t", "1", "{}"], &sleeper);
+    assert_same_each(d, "cmp-rm", &["rm", "-f", "{}"], &sleeper);
+    assert_same_each(d, "cmp-start", &["start", "{}"], &created);
+    assert_same_each(d, "cmp-start-a", &["start", "-a", "{}"], &created);
+    assert_same_each(d, "cmp-rename", &["rename", "{}", "{}-renamed"], &created);
     assert_same_each(
-        &d,
+        d,
         "cmp-rename",
         &["inspect", "-f", "{{.Name}}", "{}-renamed"],
         &|_| {},
     );
+}
 
-    // cp both ways: what arrives is the same.
+/// cp both ways: what arrives is the same.
+fn cp_checks(d: &Daemon) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("src/sub")).unwrap();
     std::fs::write(dir.path().join("src/sub/f.txt"), b"hello\n").unwrap();
@@ -425,8 +437,10 @@ fn container_commands_match_docker() {
             b"hello\n"
         );
     }
+}
 
-    // A missing image is pulled first, its progress on stderr.
+/// A missing image is pulled first, its progress on stderr.
+fn pull_checks(d: &Daemon) {
     if let Ok(registry) = servin_testkit::Registry::start() {
         let remote = registry.reference("servin-cli-test/pulled:1");
         d.docker_ok(&["tag", IMAGE, &remote]);
@@ -449,8 +463,10 @@ fn container_commands_match_docker() {
         }
         let _ = d.docker(&["rmi", &remote]);
     }
+}
 
-    // Volumes.
+/// Volumes.
+fn volume_checks(d: &Daemon) {
     d.assert_same(&["volume", "inspect", "servin-cli-test-vol"]);
     let out = d.servin(&["volume", "create", "--label", "a=b", "servin-cli-test-vol"]);
     assert_eq!(
