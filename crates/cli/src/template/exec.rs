@@ -234,7 +234,13 @@ impl State {
                 self.fields(&v, *pos, names, &arg_text(arg))
             }
             Arg::Chain(pos, inner, names) => {
-                let v = self.arg(dot, inner)?;
+                let v = match inner.as_ref() {
+                    // `json.X`: Go calls the function with no arguments.
+                    Arg::Func(name) => self
+                        .call(name, Vec::new())
+                        .map_err(|msg| self.error(*pos, name, msg))?,
+                    other => self.arg(dot, other)?,
+                };
                 self.fields(&v, *pos, names, &arg_text(arg))
             }
             Arg::Pipe(pipe) => {

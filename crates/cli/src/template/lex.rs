@@ -174,6 +174,26 @@ fn lex_action(name: &str, src: &str, start: usize) -> Result<(Vec<Token>, usize,
             c if is_ident_start(c) => {
                 let end = ident_end(src, i);
                 let word = &src[i..end];
+                let glued = b.get(end) == Some(&b'.') && !matches!(word, "true" | "false" | "nil");
+                if glued && !b.get(end + 1).is_some_and(|c| is_ident_start(*c)) {
+                    // Go lexes `json.` as a function then a dot with no
+                    // space between them, which its parser refuses.
+                    return Err(err_at_line(name, src, pos, "unexpected <.> in operand"));
+                }
+                if glued {
+                    // `json.Config` chains fields onto the function's result.
+                    tokens.push(Token {
+                        pos,
+                        tok: Tok::Ident(word.to_string()),
+                    });
+                    let (names, after) = lex_fields(src, end);
+                    tokens.push(Token {
+                        pos: end,
+                        tok: Tok::Chain(names),
+                    });
+                    i = after;
+                    continue;
+                }
                 i = end;
                 match word {
                     "true" => Tok::Bool(true),

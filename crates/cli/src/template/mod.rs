@@ -314,7 +314,17 @@ impl Parser<'_> {
                     if !exec::is_function(&name) {
                         return Err(self.err(t.pos, &format!("function {name:?} not defined")));
                     }
-                    Arg::Func(name)
+                    match toks.peek() {
+                        Some(Token {
+                            tok: Tok::Chain(names),
+                            ..
+                        }) => {
+                            let names = names.clone();
+                            toks.next();
+                            Arg::Chain(t.pos, Box::new(Arg::Func(name)), names)
+                        }
+                        _ => Arg::Func(name),
+                    }
                 }
                 Tok::Str(s) => Arg::Literal(Value::String(s)),
                 Tok::Num(n) => Arg::Literal(Value::Number(n)),

@@ -173,3 +173,17 @@ fn header_mode_keeps_names() {
     };
     assert_eq!(t.execute(&header, opts).unwrap(), "REPOSITORY|REPOSITORY|");
 }
+
+#[test]
+fn function_glued_to_a_field_is_refused_like_go() {
+    assert_eq!(
+        Template::parse("", "{{json.}}").unwrap_err(),
+        "template: :1: unexpected <.> in operand"
+    );
+    let t = Template::parse("", "{{json.Config.Env}}").unwrap();
+    assert_eq!(
+        t.execute(&data(), Options::default()).unwrap_err(),
+        "template: :1:2: executing \"\" at <json>: wrong number of args for json: want 1 got 0"
+    );
+    assert!(Template::parse("", "{{json .Config}}").is_ok());
+}
