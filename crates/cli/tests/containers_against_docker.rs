@@ -321,7 +321,7 @@ fn read_only_checks(d: &Daemon) {
         &["top", "cmp-running", "-o", "pid,comm"],
         &["wait", "cmp-exited"],
         &["wait", "servin-cli-test-nosuch"],
-        &["stats", "--no-stream", "--format", "{{.Name}} {{.ID}}", "cmp-running"],
+        &["stats", "--no-stream", "--format", "{{.Container}}", "cmp-running"],
         &["stats", "--no-stream", "cmp-running", "servin-cli-test-nosuch"],
         &["exec", "cmp-running", "echo", "hi"],
         &["exec", "cmp-running", "sh", "-c", "exit 4"],
