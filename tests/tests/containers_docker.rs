@@ -193,3 +193,40 @@ fn bad_requests_are_refused_clearly() {
     assert!(exec.stderr.contains("is not running"), "{}", exec.stderr);
     assert_eq!(env.docker.run(&["ps", "-aq"]).ok().out(), &stopped[..12]);
 }
+
+#[test]
+fn concurrent_runs_all_complete() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (env, image) = env_with_busybox();
+    let host = env.daemon.host();
+    let config = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            std::process::Command::new("docker")
+                .args([
+                    "-H",
+                    &host,
+                    "run",
+                    "--rm",
+                    &image,
+                    "echo",
+                    &format!("run {i}"),
+                ])
+                .env("DOCKER_CONFIG", config.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "run {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("run {i}\n"));
+    }
+    assert_eq!(env.docker.run(&["ps", "-aq"]).ok().out(), "");
+}

@@ -46,6 +46,7 @@ struct Inner {
     images: Arc<ImageStore>,
     containers: Arc<containers::ContainerStore>,
     execs: containers::ExecTable,
+    create_lock: tokio::sync::Mutex<()>,
     pending_attaches:
         std::sync::Mutex<std::collections::HashMap<String, Vec<containers::PendingAttach>>>,
     events: tokio::sync::broadcast::Sender<Event>,
@@ -73,6 +74,7 @@ impl Engine {
                 images,
                 containers,
                 execs: Default::default(),
+                create_lock: Default::default(),
                 pending_attaches: Default::default(),
                 events,
                 recent: Default::default(),
@@ -123,6 +125,10 @@ impl Engine {
 
     pub(crate) fn containers(&self) -> &containers::ContainerStore {
         &self.inner.containers
+    }
+
+    pub(crate) fn inner_create_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.create_lock
     }
 
     pub(crate) fn execs(&self) -> &containers::ExecTable {

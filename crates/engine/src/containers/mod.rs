@@ -1,6 +1,6 @@
 //! Containers: records, lifecycle under per-container shims, logs, views.
 
-mod archive; mod top;
+mod archive;
 mod create;
 mod exec;
 mod health;
@@ -9,6 +9,7 @@ mod logs;
 mod names;
 mod record;
 mod store;
+mod top;
 mod views;
 
 pub use create::{new_id, Created};
