@@ -30,25 +30,10 @@ impl ImageFilter {
     /// Parses Docker's `filters` JSON (`{"dangling":["true"]}` or the old
     /// `{"dangling":{"true":true}}` form).
     pub fn parse_all(filters: &str) -> Result<Vec<Self>, Error> {
-        if filters.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        let v: Value = serde_json::from_str(filters)
-            .map_err(|e| Error::invalid(format!("invalid filter: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| Error::invalid("invalid filter: not an object"))?;
+        let f = crate::filters::Filters::parse(filters)?;
         let mut out = Vec::new();
-        for (key, values) in obj {
-            let values: Vec<String> = match values {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => return Err(Error::invalid(format!("invalid filter '{key}'"))),
-            };
-            for val in values {
+        for key in f.keys() {
+            for val in f.values(&key) {
                 out.push(match key.as_str() {
                     "dangling" => match val.as_str() {
                         "true" | "1" => ImageFilter::Dangling(true),

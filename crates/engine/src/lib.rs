@@ -7,6 +7,7 @@
 
 pub mod containers;
 mod events;
+pub mod filters;
 mod images;
 mod system;
 mod transfer;

@@ -122,22 +122,8 @@ impl Engine {
 
     /// `GET /volumes` with `name`, `label` and `dangling` filters.
     pub fn list_volumes(&self, filters: &str) -> Result<Value, Error> {
-        let f: Value = if filters.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(filters)
-                .map_err(|e| Error::invalid(format!("invalid filter: {e}")))?
-        };
-        let values = |k: &str| -> Vec<String> {
-            match &f[k] {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => Vec::new(),
-            }
-        };
+        let f = crate::filters::Filters::parse(filters)?;
+        let values = |k: &str| f.values(k);
         let mut out = Vec::new();
         for name in self.volume_names() {
             let v = self.inspect_volume(&name)?;
@@ -190,17 +176,8 @@ impl Engine {
 
     /// `POST /volumes/prune`: unused anonymous volumes, or all unused with `all=true`.
     pub fn prune_volumes(&self, filters: &str) -> Result<Value, Error> {
-        let f: Value = if filters.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(filters)
-                .map_err(|e| Error::invalid(format!("invalid filter: {e}")))?
-        };
-        let all = match &f["all"] {
-            Value::Array(a) => a.iter().any(|x| x == "true" || x == "1"),
-            Value::Object(o) => o.contains_key("true") || o.contains_key("1"),
-            _ => false,
-        };
+        let f = crate::filters::Filters::parse(filters)?;
+        let all = f.values("all").iter().any(|x| x == "true" || x == "1");
         let mut deleted = Vec::new();
         let mut reclaimed = 0u64;
         for name in self.volume_names() {

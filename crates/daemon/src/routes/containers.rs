@@ -191,14 +191,8 @@ async fn resize(
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<StatusCode> {
-    let dim = |k: &str| -> ApiResult<u16> {
-        params
-            .get(k)
-            .unwrap_or("0")
-            .parse()
-            .map_err(|_| ApiError::invalid(format!("invalid {k}")))
-    };
-    engine.resize_container(&id, dim("w")?, dim("h")?).await?;
+    let (w, h) = params.size()?;
+    engine.resize_container(&id, w, h).await?;
     Ok(StatusCode::OK)
 }
 

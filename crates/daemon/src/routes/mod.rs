@@ -63,6 +63,17 @@ impl Params {
             .collect()
     }
 
+    /// `w` and `h` of a resize request.
+    pub fn size(&self) -> Result<(u16, u16), ApiError> {
+        let dim = |k: &str| -> Result<u16, ApiError> {
+            self.get(k)
+                .unwrap_or("0")
+                .parse()
+                .map_err(|_| ApiError::invalid(format!("invalid {k}")))
+        };
+        Ok((dim("w")?, dim("h")?))
+    }
+
     /// Docker's boolean parsing: absent, "", "0", "false" (any case) and "no" are false.
     pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
         match self.get(key) {

@@ -69,27 +69,9 @@ impl Engine {
         filters: &str,
         limit: Option<usize>,
     ) -> Result<Vec<Value>, Error> {
-        let filters: Value = if filters.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(filters)
-                .map_err(|e| Error::invalid(format!("invalid filter: {e}")))?
-        };
-        let wanted = |key: &str| -> Vec<String> {
-            match &filters[key] {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => Vec::new(),
-            }
-        };
-        for key in filters
-            .as_object()
-            .map(|o| o.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
+        let filters = crate::filters::Filters::parse(filters)?;
+        let wanted = |key: &str| filters.values(key);
+        for key in filters.keys() {
             if !matches!(
                 key.as_str(),
                 "id" | "name" | "status" | "label" | "exited" | "ancestor"
