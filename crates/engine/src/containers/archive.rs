@@ -441,10 +441,10 @@ impl Engine {
         let rec = blocking(move || {
             let mut body = body;
             let res = engine.extract_archive(&name, &path, no_overwrite_dir_non_dir, &mut body);
-            if res.is_err() {
-                // A client still sending would see a broken pipe, not our answer.
-                let _ = io::copy(&mut body, &mut io::sink());
-            }
+            // Read the body to its end whatever happened (the tar's trailing
+            // blocks too): a client still sending would see a broken pipe,
+            // not our answer.
+            let _ = io::copy(&mut body, &mut io::sink());
             res
         })
         .await?;
