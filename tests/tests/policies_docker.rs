@@ -40,6 +40,7 @@ fn wait_for(env: &Env, what: &str, format: &str, name: &str, want: &str) {
 fn healthchecks_report_starting_healthy_and_unhealthy() {
     require_tools!("docker", "docker-registry", "skopeo", "busybox");
     let (env, image) = env_with_busybox();
+    let since = chrono_now(&env);
     env.docker
         .run(&[
             "run",
@@ -96,7 +97,42 @@ fn healthchecks_report_starting_healthy_and_unhealthy() {
         streak.stdout
     );
 
+    // `--until` is whole seconds: one past now covers events of this second.
+    let until = (chrono_now(&env).parse::<u64>().unwrap() + 1).to_string();
+    let events = env
+        .docker
+        .run(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "container=hc",
+            "--format",
+            "{{.Action}}",
+        ])
+        .ok();
+    assert!(
+        events.stdout.contains("health_status: healthy"),
+        "{}",
+        events.stdout
+    );
+    assert!(
+        events.stdout.contains("health_status: unhealthy"),
+        "{}",
+        events.stdout
+    );
     env.docker.run(&["rm", "-f", "hc"]).ok();
+}
+
+fn chrono_now(env: &Env) -> String {
+    let _ = env;
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string()
 }
 
 #[test]
