@@ -183,6 +183,23 @@ fn bad_requests_are_refused_clearly() {
         "{}",
         missing_bind.stderr
     );
+    let running = env
+        .docker
+        .run(&["run", "-d", &image, "sleep", "100"])
+        .ok()
+        .out()
+        .to_string();
+    let nosuch = env
+        .docker
+        .run(&["exec", &running, "nosuchcommand"])
+        .code(126);
+    assert!(
+        nosuch.stdout.contains("nosuchcommand"),
+        "{}{}",
+        nosuch.stdout,
+        nosuch.stderr
+    );
+    env.docker.run(&["rm", "-f", &running]).ok();
     let stopped = env
         .docker
         .run(&["create", &image, "true"])

@@ -109,12 +109,26 @@ impl Engine {
             .map_err(Error::conflict)?;
         let dir = self.containers().dir(&rec.id);
         let process = exec.process.clone();
-        let (stream, shim_id) = tokio::task::spawn_blocking(move || {
+        let started = tokio::task::spawn_blocking(move || {
             ShimClient::connect(&dir).and_then(|c| c.exec(&process))
         })
         .await
-        .map_err(|e| Error::internal(format!("Blocking task failed: {e}")))?
-        .map_err(|e| Error::from_chain(e.kind(), &e))?;
+        .map_err(|e| Error::internal(format!("Blocking task failed: {e}")))?;
+        let (stream, shim_id) = match started {
+            Ok(s) => s,
+            // As Docker: a command that cannot run is reported in the stream,
+            // and the exec's exit code is 126 (Docker uses 126 for any exec
+            // that fails to start).
+            Err(e) if e.exit_code().is_some() => {
+                let code = 126;
+                self.execs().update(id, |r| r.exit_code = Some(code));
+                return failed_exec_stream(
+                    &format!("OCI runtime exec failed: {e}\n"),
+                    exec.process.tty,
+                );
+            }
+            Err(e) => return Err(Error::from_chain(e.kind(), &e)),
+        };
         let tty = exec.process.tty;
         self.execs().update(id, |e| e.shim_id = Some(shim_id));
         self.emit(crate::Event::container(
@@ -199,6 +213,22 @@ impl Engine {
         .map_err(|e| Error::internal(format!("Blocking task failed: {e}")))?
         .map_err(|e| Error::from_chain(e.kind(), &e))
     }
+}
+
+/// A finished stream that carries only `message`, as the exec's output.
+fn failed_exec_stream(message: &str, tty: bool) -> Result<(UnixStream, bool), Error> {
+    use std::io::Write;
+    let (ours, theirs) = UnixStream::pair()
+        .map_err(|e| Error::internal(format!("Cannot create a socket pair: {e}")))?;
+    let mut w = ours;
+    let bytes = if tty {
+        message.as_bytes().to_vec()
+    } else {
+        super::frame(1, message.as_bytes())
+    };
+    w.write_all(&bytes)
+        .map_err(|e| Error::internal(format!("Cannot write the exec error: {e}")))?;
+    Ok((theirs, tty))
 }
 
 /// The in-memory table of exec instances.
