@@ -10,6 +10,20 @@ use servin_runtime::{ExitStatus, ShimClient, ShimState};
 use super::record::{Action, ContainerRecord, State};
 use crate::{Engine, Event};
 
+/// How long a SIGKILLed container may take to be reported dead.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Resolves when `id`'s `die` event arrives (or the engine shuts down).
+async fn died(events: &mut tokio::sync::broadcast::Receiver<Event>, id: &str) {
+    loop {
+        match events.recv().await {
+            Ok(ev) if ev.kind == "container" && ev.action == "die" && ev.actor.id == id => return,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            _ => {}
+        }
+    }
+}
+
 /// An attached stream, or the promise of one when the container starts.
 pub enum AttachTicket {
     Ready(UnixStream),
@@ -304,21 +318,7 @@ impl Engine {
         let c = std::sync::Arc::new(client);
         let c2 = c.clone();
         let _ = blocking(move || c2.kill(sig).map_err(runtime_error)).await;
-        let exited = async {
-            loop {
-                match events.recv().await {
-                    Ok(ev)
-                        if ev.kind == "container"
-                            && ev.action == "die"
-                            && ev.actor.id == rec.id =>
-                    {
-                        return
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    _ => {}
-                }
-            }
-        };
+        let exited = died(&mut events, &rec.id);
         let graceful = if secs < 0 {
             exited.await;
             true
@@ -331,14 +331,7 @@ impl Engine {
             let mut events = self.subscribe();
             if self.containers().get(&rec.id)?.state.is_running() {
                 let _ = blocking(move || c.kill(libc::SIGKILL).map_err(runtime_error)).await;
-                let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                    while let Ok(ev) = events.recv().await {
-                        if ev.kind == "container" && ev.action == "die" && ev.actor.id == rec.id {
-                            return;
-                        }
-                    }
-                })
-                .await;
+                let _ = tokio::time::timeout(KILL_GRACE, died(&mut events, &rec.id)).await;
             }
         }
         let rec = self.containers().get(&rec.id)?;
@@ -442,14 +435,7 @@ impl Engine {
             let mut events = self.subscribe();
             if let Ok(c) = self.shim(&rec.id) {
                 let _ = blocking(move || c.kill(libc::SIGKILL).map_err(runtime_error)).await;
-                let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                    while let Ok(ev) = events.recv().await {
-                        if ev.kind == "container" && ev.action == "die" && ev.actor.id == rec.id {
-                            return;
-                        }
-                    }
-                })
-                .await;
+                let _ = tokio::time::timeout(KILL_GRACE, died(&mut events, &rec.id)).await;
             }
         }
         let rec = match self.containers().update(&rec.id, |r| {
