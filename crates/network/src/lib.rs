@@ -1,0 +1,29 @@
+//! Container networking for Servin, natively on Linux: Docker's `bridge`
+//! driver.
+//!
+//! - [`Networks`] is the one handle the engine uses: networks (`create`,
+//!   `remove`, `prune`, `list`, `inspect`) and endpoints (`attach`,
+//!   `detach`, `restore` after a daemon restart).
+//! - Links, addresses and routes go through rtnetlink ([`link`]); NAT, port
+//!   DNAT and isolation through nftables in a table of our own
+//!   ([`firewall`]); names through an embedded DNS server per container
+//!   ([`dns`]); addresses from [`ipam`]; host ports from [`ports`].
+//! - State lives in `DATA_ROOT/network/state.json` ([`store`]).
+
+pub mod dns;
+mod endpoints;
+pub mod error;
+pub mod firewall;
+pub mod ipam;
+pub mod link;
+pub mod model;
+mod netns;
+mod networks;
+pub mod ports;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use model::{
+    AttachRequest, CreateRequest, Endpoint, Network, PortRequest, Proto, PublishedPort,
+};
+pub use networks::{Config, ContainerEntry, NetworkInspect, Networks};

@@ -1,0 +1,176 @@
+//! What is persisted, in Docker's field names where Docker has the field, so
+//! `network inspect` can be served from it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// One network, as `GET /networks/{id}` shows it (less `Containers`, which
+/// is computed from the endpoints).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    pub created: String,
+    pub scope: String,
+    pub driver: String,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    pub internal: bool,
+    pub attachable: bool,
+    pub ingress: bool,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// The Linux bridge of a `bridge` network (not a Docker field: Docker
+    /// keeps it in `Options["com.docker.network.bridge.name"]` for the
+    /// default network only).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "ServinBridge"
+    )]
+    pub bridge: Option<String>,
+}
+
+impl Network {
+    /// The network's subnet and gateway (bridge networks have exactly one).
+    pub fn subnet(&self) -> Option<(Ipv4Net, Ipv4Addr)> {
+        let c = self.ipam.config.first()?;
+        Some((c.subnet, c.gateway))
+    }
+
+    /// `bridge`, `host` and `none`: made by the engine, never removed.
+    pub fn is_predefined(&self) -> bool {
+        matches!(self.name.as_str(), "bridge" | "host" | "none")
+    }
+
+    /// The default `bridge` network: no DNS by name, no `--ip`, as Docker.
+    pub fn is_default_bridge(&self) -> bool {
+        self.name == "bridge"
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ipam {
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+    pub config: Vec<IpamConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamConfig {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+}
+
+/// TCP or UDP.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// A port asked for: `-p [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRequest {
+    pub proto: Proto,
+    pub container_port: u16,
+    /// `None`: every host address (0.0.0.0).
+    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: a free port from the ephemeral range.
+    pub host_port: Option<u16>,
+}
+
+/// A port as published: the host side is always concrete.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub proto: Proto,
+    pub container_port: u16,
+    pub host_ip: Ipv4Addr,
+    pub host_port: u16,
+}
+
+/// A container's attachment to one network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Endpoint {
+    pub id: String,
+    pub network_id: String,
+    pub container_id: String,
+    /// The container's name without the leading `/`.
+    pub container_name: String,
+    /// `--network-alias` values.
+    pub aliases: Vec<String>,
+    /// Names the embedded DNS answers for (Docker's `DNSNames`): the
+    /// container's name, its short ID and the aliases; empty on the default
+    /// bridge.
+    pub dns_names: Vec<String>,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    /// The host side of the veth pair.
+    pub host_veth: String,
+    /// The interface name inside the container (`eth0`, `eth1`, …).
+    pub ifname: String,
+    pub ports: Vec<PublishedPort>,
+    /// The netns the endpoint was made in, as the engine named it.
+    pub netns: PathBuf,
+    /// Port of the embedded DNS server inside the container's netns (the
+    /// netns's own nft rule sends 127.0.0.11:53 there); 0 when none.
+    #[serde(default)]
+    pub dns_port: u16,
+}
+
+/// What `attach` is asked to do.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    pub container_id: String,
+    pub container_name: String,
+    /// Network name, ID or unique ID prefix.
+    pub network: String,
+    pub aliases: Vec<String>,
+    /// `--ip`.
+    pub ip: Option<Ipv4Addr>,
+    pub ports: Vec<PortRequest>,
+    /// The container's network namespace: `/proc/PID/ns/net` or a bind mount.
+    pub netns: PathBuf,
+}
+
+/// `POST /networks/create`, in our terms.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: String,
+    /// Empty means `bridge`.
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything persisted, in one file written atomically.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub networks: Vec<Network>,
+    pub endpoints: Vec<Endpoint>,
+}

@@ -1,0 +1,260 @@
+//! Published ports: parsing Docker's spellings, choosing host ports and
+//! holding them.
+//!
+//! Traffic reaches a container through DNAT rules (see `firewall`); the
+//! daemon also binds each host port (TCP without listening, UDP without
+//! reading) so no other program can take it meanwhile and a port already in
+//! use on the host is refused at once, with Docker's message.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::OwnedFd;
+
+use nix::sys::socket::{
+    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+};
+
+use crate::error::{Error, Result};
+use crate::model::{Endpoint, PortRequest, Proto, PublishedPort};
+
+/// Docker's default range for random host ports (Linux's ephemeral range).
+pub const EPHEMERAL: (u16, u16) = (32768, 60999);
+
+/// Parses one `-p`/`--publish` value:
+/// `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`.
+pub fn parse_publish(spec: &str) -> Result<PortRequest> {
+    let bad = || Error::InvalidPort(format!("invalid port specification: {spec:?}"));
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((rest, proto)) => (rest, parse_proto(proto)?),
+        None => (spec, Proto::Tcp),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [ip, h, c] => (*ip, *h, *c),
+        _ => return Err(bad()),
+    };
+    let container_port = parse_port(container)
+        .filter(|p| *p != 0)
+        .ok_or_else(|| Error::InvalidPort(format!("invalid containerPort: {container}")))?;
+    let host_port = match host {
+        "" => None,
+        h => Some(
+            parse_port(h).ok_or_else(|| Error::InvalidPort(format!("invalid hostPort: {h}")))?,
+        )
+        .filter(|p| *p != 0),
+    };
+    Ok(PortRequest {
+        proto,
+        container_port,
+        host_ip: parse_host_ip(ip)?,
+        host_port,
+    })
+}
+
+/// Reads one entry of the API's `HostConfig.PortBindings`: key `80/tcp`,
+/// value `{HostIp, HostPort}` (both may be empty).
+pub fn from_api(key: &str, host_ip: &str, host_port: &str) -> Result<PortRequest> {
+    let (port, proto) = match key.split_once('/') {
+        Some((p, proto)) => (p, parse_proto(proto)?),
+        None => (key, Proto::Tcp),
+    };
+    let container_port = parse_port(port)
+        .filter(|p| *p != 0)
+        .ok_or_else(|| Error::InvalidPort(format!("invalid containerPort: {port}")))?;
+    let host_port = match host_port {
+        "" => None,
+        h => Some(
+            parse_port(h).ok_or_else(|| Error::InvalidPort(format!("invalid hostPort: {h}")))?,
+        )
+        .filter(|p| *p != 0),
+    };
+    Ok(PortRequest {
+        proto,
+        container_port,
+        host_ip: parse_host_ip(host_ip)?,
+        host_port,
+    })
+}
+
+fn parse_proto(s: &str) -> Result<Proto> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        _ => Err(Error::InvalidPort(format!("invalid proto: {s}"))),
+    }
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn parse_host_ip(s: &str) -> Result<Option<Ipv4Addr>> {
+    let s = s.trim_start_matches('[').trim_end_matches(']');
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| Error::InvalidPort(format!("invalid IP address: {s}")))?;
+    Ok((!ip.is_unspecified()).then_some(ip))
+}
+
+/// Whether two host bindings would take the same port.
+fn clash(a: &PublishedPort, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
+    a.proto == proto
+        && a.host_port == port
+        && (a.host_ip == ip || a.host_ip.is_unspecified() || ip.is_unspecified())
+}
+
+/// A host port held by the daemon for a published port.
+#[derive(Debug)]
+pub struct Reservation {
+    _fd: OwnedFd,
+}
+
+/// Binds `ip:port` for `proto` without listening; fails when the port is
+/// taken on the host.
+pub fn reserve(proto: Proto, ip: Ipv4Addr, port: u16) -> std::io::Result<Reservation> {
+    let ty = match proto {
+        Proto::Tcp => SockType::Stream,
+        Proto::Udp => SockType::Datagram,
+    };
+    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    if proto == Proto::Tcp {
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    }
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(SocketAddrV4::new(ip, port)),
+    )?;
+    Ok(Reservation { _fd: fd })
+}
+
+/// Chooses and holds the host side of each requested port. `others` are the
+/// endpoints already published (ours); on any failure nothing is held.
+pub fn publish(
+    requests: &[PortRequest],
+    others: &[Endpoint],
+    range: (u16, u16),
+) -> Result<(Vec<PublishedPort>, Vec<Reservation>)> {
+    let mut published: Vec<PublishedPort> = Vec::new();
+    let mut held = Vec::new();
+    let taken = |p: &[PublishedPort], proto, ip, port| {
+        others
+            .iter()
+            .flat_map(|e| e.ports.iter())
+            .chain(p.iter())
+            .any(|x| clash(x, proto, ip, port))
+    };
+    for r in requests {
+        let ip = r.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let port = match r.host_port {
+            Some(port) => {
+                let allocated = || Error::PortAllocated {
+                    addr: ip.to_string(),
+                    port,
+                };
+                if taken(&published, r.proto, ip, port) {
+                    return Err(allocated());
+                }
+                held.push(reserve(r.proto, ip, port).map_err(|_| allocated())?);
+                port
+            }
+            None => {
+                let (lo, hi) = range;
+                let span = u32::from(hi - lo) + 1;
+                let start = rand::random_range(0..span);
+                let mut found = None;
+                for i in 0..span {
+                    let port = (u32::from(lo) + (start + i) % span) as u16;
+                    if taken(&published, r.proto, ip, port) {
+                        continue;
+                    }
+                    if let Ok(res) = reserve(r.proto, ip, port) {
+                        held.push(res);
+                        found = Some(port);
+                        break;
+                    }
+                }
+                found.ok_or(Error::NoFreePort(lo, hi))?
+            }
+        };
+        published.push(PublishedPort {
+            proto: r.proto,
+            container_port: r.container_port,
+            host_ip: ip,
+            host_port: port,
+        });
+    }
+    Ok((published, held))
+}
+
+/// Holds again the host ports of an endpoint restored after a restart;
+/// a port that something else took meanwhile is reported, not fatal.
+pub fn reserve_again(ports: &[PublishedPort]) -> (Vec<Reservation>, Vec<PublishedPort>) {
+    let mut held = Vec::new();
+    let mut lost = Vec::new();
+    for p in ports {
+        match reserve(p.proto, p.host_ip, p.host_port) {
+            Ok(r) => held.push(r),
+            Err(_) => lost.push(*p),
+        }
+    }
+    (held, lost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs_parse_like_docker() {
+        let p = parse_publish("8080:80").unwrap();
+        assert_eq!(
+            (p.host_port, p.container_port, p.host_ip),
+            (Some(8080), 80, None)
+        );
+        let p = parse_publish("127.0.0.1:8080:80").unwrap();
+        assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
+        let p = parse_publish("80").unwrap();
+        assert_eq!((p.host_port, p.container_port), (None, 80));
+        let p = parse_publish("53:53/udp").unwrap();
+        assert_eq!(p.proto, Proto::Udp);
+        let p = parse_publish("127.0.0.1::80").unwrap();
+        assert_eq!((p.host_ip, p.host_port), (Some(Ipv4Addr::LOCALHOST), None));
+
+        let err = |s: &str| parse_publish(s).unwrap_err().to_string();
+        assert_eq!(err("abc"), "invalid containerPort: abc");
+        assert_eq!(err("x:80"), "invalid hostPort: x");
+        assert_eq!(err("80/sctpx"), "invalid proto: sctpx");
+        assert_eq!(err("1:2:3:4"), "invalid port specification: \"1:2:3:4\"");
+        assert_eq!(err("300.0.0.1:80:80"), "invalid IP address: 300.0.0.1");
+        assert_eq!(err("70000:80"), "invalid hostPort: 70000");
+    }
+
+    #[test]
+    fn api_bindings_parse() {
+        let p = from_api("80/tcp", "", "8080").unwrap();
+        assert_eq!((p.host_port, p.container_port), (Some(8080), 80));
+        let p = from_api("53/udp", "0.0.0.0", "").unwrap();
+        assert_eq!((p.proto, p.host_ip, p.host_port), (Proto::Udp, None, None));
+        assert!(from_api("80/tcp", "", "http").is_err());
+    }
+
+    #[test]
+    fn clashes_consider_wildcards() {
+        let a = PublishedPort {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 8080,
+        };
+        assert!(clash(&a, Proto::Tcp, Ipv4Addr::LOCALHOST, 8080));
+        assert!(!clash(&a, Proto::Udp, Ipv4Addr::LOCALHOST, 8080));
+        assert!(!clash(&a, Proto::Tcp, Ipv4Addr::LOCALHOST, 8081));
+    }
+}
