@@ -236,7 +236,7 @@ fn set_lo_up() -> Result<(), RuntimeError> {
     }
     // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into `req`,
     // a live, correctly sized ifreq.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
         return Err(RuntimeError::sys(
             "read the flags of lo",
             nix::Error::last(),
@@ -247,7 +247,7 @@ fn set_lo_up() -> Result<(), RuntimeError> {
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
     }
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
         return Err(RuntimeError::sys("bring lo up", nix::Error::last()));
     }
     Ok(())

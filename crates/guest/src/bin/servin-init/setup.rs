@@ -1,0 +1,188 @@
+//! Mounts, clock, kernel modules, shares, resolv.conf and power off.
+
+use std::ffi::CString;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use servin_guest::contract::{Share, DATA_MOUNT, DNS_ADDR};
+use servin_guest::modules::{module_name, ModulesDep, GUEST_MODULES};
+
+use crate::say;
+
+fn mount_fs(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(target).map_err(|e| format!("Cannot create {target}: {e}"))?;
+    mount(Some(source), target, Some(fstype), flags, data)
+        .map_err(|e| format!("Cannot mount {fstype} on {target}: {e}"))
+}
+
+/// Step 1 of the contract.
+pub fn mount_basics() -> Result<(), String> {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs("proc", "/proc", "proc", nosuid_nodev_noexec, None)?;
+    mount_fs("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, None)?;
+    mount_fs(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )?;
+    mount_fs(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0620,ptmxmode=0666"),
+    )?;
+    mount_fs(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    mount_fs(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    mount_fs(
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    mount_fs(
+        "cgroup2",
+        "/sys/fs/cgroup",
+        "cgroup2",
+        nosuid_nodev_noexec,
+        None,
+    )?;
+    let _ = nix::unistd::sethostname("servin");
+    Ok(())
+}
+
+/// Step 2: the host's time at launch.
+pub fn set_clock(seconds: u64) -> Result<(), String> {
+    use nix::time::{clock_settime, ClockId};
+    let ts = nix::sys::time::TimeSpec::new(seconds as i64, 0);
+    clock_settime(ClockId::CLOCK_REALTIME, ts).map_err(|e| e.to_string())
+}
+
+/// Step 3: the contract's modules, each after its dependencies, with the
+/// `name.param=value` words of the kernel command line as parameters
+/// (the kernel only applies those itself to built-in modules).
+pub fn load_modules(cmdline: &str) {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = Path::new("/lib/modules").join(&release);
+    let dep = match std::fs::read_to_string(dir.join("modules.dep")) {
+        Ok(t) => ModulesDep::parse(&t),
+        Err(e) => {
+            say!("warning: no modules.dep for kernel {release}: {e}");
+            return;
+        }
+    };
+    let (order, missing) = dep.load_order(GUEST_MODULES);
+    for m in missing {
+        say!("warning: module {m} is not in the image");
+    }
+    for rel in order {
+        let name = module_name(&rel);
+        let params: Vec<&str> = cmdline
+            .split_whitespace()
+            .filter_map(|w| {
+                let (m, p) = w.split_once('.')?;
+                (m.replace('-', "_") == name && p.contains('=')).then_some(p)
+            })
+            .collect();
+        let params = CString::new(params.join(" ")).unwrap_or_default();
+        let result = std::fs::File::open(dir.join(&rel))
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty())
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(()) => {}
+            Err(e) if e.contains("EEXIST") || e.contains("exists") => {}
+            Err(e) => say!("warning: cannot load module {name}: {e}"),
+        }
+    }
+}
+
+/// Waits for a path (a device node the kernel probes asynchronously).
+pub fn wait_for(path: &Path, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while !path.exists() {
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Step 5: one virtiofs share at its host path.
+pub fn mount_share(share: &Share) -> Result<(), String> {
+    let target = share
+        .path
+        .to_str()
+        .ok_or_else(|| format!("Share {} has a path that is not UTF-8", share.tag))?;
+    mount_fs(&share.tag, target, "virtiofs", MsFlags::empty(), None)
+}
+
+pub fn write_resolv_conf() {
+    let [a, b, c, d] = DNS_ADDR;
+    if let Err(e) = std::fs::write("/etc/resolv.conf", format!("nameserver {a}.{b}.{c}.{d}\n")) {
+        say!("warning: cannot write /etc/resolv.conf: {e}");
+    }
+}
+
+/// Syncs, unmounts what holds data and powers off (falls back to a reboot,
+/// which a host running QEMU with `-no-reboot` sees as an exit).
+pub fn power_off() -> ! {
+    use nix::sys::reboot::{reboot, RebootMode};
+    nix::unistd::sync();
+    if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(' ');
+                let _src = f.next()?;
+                let target = f.next()?;
+                let fstype = f.next()?;
+                (target.starts_with(DATA_MOUNT)
+                    || fstype == "virtiofs"
+                    || fstype == "overlay"
+                    || fstype == "ext4")
+                    .then_some(target)
+            })
+            .collect();
+        // Deepest first.
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            if umount2(t, MntFlags::empty()).is_err() {
+                let _ = umount2(t, MntFlags::MNT_DETACH);
+            }
+        }
+    }
+    nix::unistd::sync();
+    let _ = reboot(RebootMode::RB_POWER_OFF);
+    let _ = reboot(RebootMode::RB_AUTOBOOT);
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
