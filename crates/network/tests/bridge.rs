@@ -1,0 +1,351 @@
+//! Bridge networks end to end, as root: network namespaces stand in for
+//! containers; every test uses its own nft table, bridge and veth names and
+//! data root, and checks at the end that none of them remain. No packet is
+//! sent anywhere but to loopback and the test's own namespaces.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use common::{in_ns, tcp_ask, udp_ask, Echo, Env};
+use servin_network::ports::parse_publish;
+use servin_network::{AttachRequest, CreateRequest, Networks, Proto};
+
+fn attach(container: &str, network: &str, ns: &std::path::Path, ports: &[&str]) -> AttachRequest {
+    AttachRequest {
+        container_id: format!("{container}{}", "0".repeat(64 - container.len())),
+        container_name: container.to_string(),
+        network: network.to_string(),
+        aliases: vec![],
+        ip: None,
+        ports: ports.iter().map(|p| parse_publish(p).unwrap()).collect(),
+        netns: ns.to_path_buf(),
+    }
+}
+
+fn user_net(name: &str, subnet: &str) -> CreateRequest {
+    CreateRequest {
+        name: name.into(),
+        subnet: Some(subnet.into()),
+        ..CreateRequest::default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_talk_and_published_ports_answer_on_the_host() {
+    if common::cannot_run("containers_talk_and_published_ports_answer_on_the_host") {
+        return;
+    }
+    let mut env = Env::new("172.30.10.0/24");
+    let nets = Networks::open(env.cfg.clone()).await.unwrap();
+    let net = nets
+        .create(user_net("front", "172.30.11.0/24"))
+        .await
+        .unwrap();
+    assert_eq!(net.network.driver, "bridge");
+    let (a, b) = (env.netns("a"), env.netns("b"));
+    let (p_loop, p_any, p_udp) = (free_port(), free_port(), free_port());
+    let ea = nets
+        .attach(attach(
+            "a",
+            "front",
+            &a,
+            &[
+                &format!("127.0.0.1:{p_loop}:80"),
+                &format!("{p_any}:80"),
+                "80",
+                &format!("{p_udp}:53/udp"),
+            ],
+        ))
+        .await
+        .unwrap();
+    let eb = nets.attach(attach("b", "front", &b, &[])).await.unwrap();
+    assert_eq!(ea.ip, Ipv4Addr::new(172, 30, 11, 2));
+    assert_eq!(eb.ip, Ipv4Addr::new(172, 30, 11, 3));
+    assert_eq!(ea.mac, "02:42:ac:1e:0b:02");
+    assert_eq!(ea.ifname, "eth0");
+    let random = ea.ports[2].host_port;
+    assert!((32768..=60999).contains(&random), "random port {random}");
+
+    let _echo_a = Echo::start(&a, 80, "A");
+    let _echo_a53 = Echo::start(&a, 53, "A53");
+
+    // Container to container, by address.
+    let to_a = SocketAddr::V4(SocketAddrV4::new(ea.ip, 80));
+    let reply = in_ns(&b, move || tcp_ask(to_a, "hi")).await.unwrap();
+    assert_eq!(reply, format!("A from {} got hi", eb.ip));
+
+    // The host, from its loopback, to the loopback-only and the any-address ports.
+    for port in [p_loop, p_any, random] {
+        let reply = tcp_ask(SocketAddr::from(([127, 0, 0, 1], port)), "host").unwrap();
+        assert!(
+            reply.starts_with("A from ") && reply.ends_with("got host"),
+            "{reply}"
+        );
+    }
+    // ... and through the bridge's address; the loopback-only port is not there.
+    let gw = ea.gateway;
+    let reply = tcp_ask(SocketAddr::from((gw, p_any)), "gw").unwrap();
+    assert_eq!(reply, format!("A from {gw} got gw"));
+    assert!(tcp_ask(SocketAddr::from((gw, p_loop)), "gw").is_err());
+
+    // Another container reaches the published port on the host's address (hairpin).
+    let hairpin = SocketAddr::from((gw, p_any));
+    let reply = in_ns(&b, move || tcp_ask(hairpin, "hairpin"))
+        .await
+        .unwrap();
+    assert!(reply.ends_with("got hairpin"), "{reply}");
+
+    // UDP publishing.
+    let reply = udp_ask(SocketAddr::from(([127, 0, 0, 1], p_udp)), "dgram").unwrap();
+    assert_eq!(reply, "A53 got dgram");
+
+    // Inspect lists both containers.
+    let seen = nets.inspect("front").await.unwrap();
+    assert_eq!(seen.containers.len(), 2);
+    assert_eq!(
+        seen.containers[&ea.container_id].ipv4_address,
+        "172.30.11.2/24"
+    );
+    let json = serde_json::to_value(&seen).unwrap();
+    assert_eq!(json["IPAM"]["Config"][0]["Subnet"], "172.30.11.0/24");
+    assert_eq!(json["IPAM"]["Config"][0]["Gateway"], "172.30.11.1");
+    assert_eq!(json["Containers"][&ea.container_id]["Name"], "a");
+
+    // Detaching takes the port and the veth away at once.
+    nets.detach_all(&ea.container_id).await.unwrap();
+    assert!(tcp_ask(SocketAddr::from(([127, 0, 0, 1], p_any)), "x").is_err());
+    assert!(!common::output("ip", &["-o", "link"]).contains(&ea.host_veth));
+    assert!(
+        !common::output("nft", &["list", "table", "ip", &env.cfg.table])
+            .contains(&p_any.to_string())
+    );
+    env.finish(nets).await;
+    let _ = Proto::Tcp;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_and_bad_input_are_refused_and_leave_nothing() {
+    if common::cannot_run("conflicts_and_bad_input_are_refused_and_leave_nothing") {
+        return;
+    }
+    let mut env = Env::new("172.30.20.0/24");
+    let nets = Networks::open(env.cfg.clone()).await.unwrap();
+    nets.create(user_net("back", "172.30.21.0/24"))
+        .await
+        .unwrap();
+    let (a, b) = (env.netns("a"), env.netns("b"));
+    let port = free_port();
+    let ea = nets
+        .attach(attach("a", "back", &a, &[&format!("{port}:80")]))
+        .await
+        .unwrap();
+    let rules_before = common::output("nft", &["list", "table", "ip", &env.cfg.table]);
+    let links_before = common::output("ip", &["-o", "link"]).lines().count();
+
+    // The same host port twice: Docker's message, and B gets nothing.
+    let err = nets
+        .attach(attach("b", "back", &b, &[&format!("{port}:80")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Bind for 0.0.0.0:{port} failed: port is already allocated")
+    );
+    assert_eq!(err.kind(), servin_api::ErrorKind::Conflict);
+    // A port some other program holds on the host.
+    let other = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken = other.local_addr().unwrap().port();
+    let err = nets
+        .attach(attach("b", "back", &b, &[&format!("{taken}:80")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Bind for 0.0.0.0:{taken} failed: port is already allocated")
+    );
+    // --ip outside the subnet, on the gateway, already taken.
+    let mut req = attach("b", "back", &b, &[]);
+    req.ip = Some(Ipv4Addr::new(10, 0, 0, 5));
+    let err = nets.attach(req.clone()).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid address 10.0.0.5: It does not belong to any of this network's subnets"
+    );
+    req.ip = Some(ea.ip);
+    assert_eq!(
+        nets.attach(req.clone()).await.unwrap_err().to_string(),
+        "Address already in use"
+    );
+    // --ip on the default bridge.
+    req.network = "bridge".into();
+    req.ip = Some(Ipv4Addr::new(172, 30, 20, 9));
+    assert_eq!(
+        nets.attach(req).await.unwrap_err().to_string(),
+        "user specified IP address is supported on user defined networks only"
+    );
+    // Unknown network; a netns that does not exist.
+    let err = nets.attach(attach("b", "nope", &b, &[])).await.unwrap_err();
+    assert_eq!(err.to_string(), "network nope not found");
+    assert_eq!(err.kind(), servin_api::ErrorKind::NotFound);
+    let err = nets
+        .attach(attach(
+            "b",
+            "back",
+            std::path::Path::new("/run/netns/svn-none"),
+            &[],
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/run/netns/svn-none"), "{err}");
+
+    // Nothing of B was made: no interface in its netns, no rule, no veth.
+    let inside = common::output(
+        "ip",
+        &["-n", b.file_name().unwrap().to_str().unwrap(), "-o", "link"],
+    );
+    assert_eq!(inside.lines().count(), 1, "only lo in B: {inside}");
+    assert_eq!(
+        common::output("nft", &["list", "table", "ip", &env.cfg.table]),
+        rules_before
+    );
+    assert_eq!(
+        common::output("ip", &["-o", "link"]).lines().count(),
+        links_before
+    );
+    // The port A holds still answers for A after the refusals.
+    let _echo = Echo::start(&a, 80, "A");
+    let reply = tcp_ask(SocketAddr::from(([127, 0, 0, 1], port)), "still").unwrap();
+    assert!(reply.ends_with("got still"), "{reply}");
+
+    // Networks: overlapping subnets, duplicate names, bad names, in use.
+    let err = nets
+        .create(user_net("over", "172.30.0.0/16"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Pool overlaps with other one on this address space"
+    );
+    let err = nets
+        .create(user_net("back", "172.30.22.0/24"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "network with name back already exists");
+    assert!(nets
+        .create(user_net("bad name", "172.30.23.0/24"))
+        .await
+        .is_err());
+    let err = nets
+        .create(CreateRequest {
+            gateway: Some("172.30.25.1".into()),
+            ..user_net("gw", "172.30.24.0/24")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid gateway 172.30.25.1: it is not in subnet 172.30.24.0/24"
+    );
+    let err = nets.remove("back").await.unwrap_err();
+    let id = nets.inspect("back").await.unwrap().network.id;
+    assert_eq!(
+        err.to_string(),
+        format!("network back id {id} has active endpoints")
+    );
+    let err = nets.remove("bridge").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bridge is a pre-defined network and cannot be removed"
+    );
+    let names: Vec<String> = nets
+        .list()
+        .await
+        .into_iter()
+        .map(|n| n.network.name)
+        .collect();
+    assert_eq!(names, ["host", "none", "bridge", "back"]);
+
+    // Once A is gone, the network can be removed and its bridge goes too.
+    nets.detach_all(&ea.container_id).await.unwrap();
+    let bridge = nets.inspect("back").await.unwrap().network.bridge.unwrap();
+    nets.remove(&id[..12]).await.unwrap();
+    assert!(!common::output("ip", &["-o", "link"]).contains(&bridge));
+    drop(other);
+    env.finish(nets).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_live_endpoints_and_drops_gone_ones() {
+    if common::cannot_run("restart_keeps_live_endpoints_and_drops_gone_ones") {
+        return;
+    }
+    let mut env = Env::new("172.30.30.0/24");
+    let (a, b) = (env.netns("a"), env.netns("b"));
+    let (pa, pb) = (free_port(), free_port());
+    let (ea, eb) = {
+        let nets = Networks::open(env.cfg.clone()).await.unwrap();
+        nets.create(user_net("keep", "172.30.31.0/24"))
+            .await
+            .unwrap();
+        let ea = nets
+            .attach(attach("a", "keep", &a, &[&format!("{pa}:80")]))
+            .await
+            .unwrap();
+        let eb = nets
+            .attach(attach("b", "keep", &b, &[&format!("{pb}:80")]))
+            .await
+            .unwrap();
+        (ea, eb)
+        // The daemon goes away: its sockets and tasks with it.
+    };
+    let _echo_a = Echo::start(&a, 80, "A");
+    // Rules outlive the daemon: the port still answers.
+    let reply = tcp_ask(SocketAddr::from(([127, 0, 0, 1], pa)), "down").unwrap();
+    assert!(reply.ends_with("got down"), "{reply}");
+
+    // B's container ended while the daemon was down.
+    common::run(
+        "ip",
+        &["netns", "del", b.file_name().unwrap().to_str().unwrap()],
+    );
+    env.namespaces.retain(|n| !n.ends_with('b'));
+
+    let nets = Networks::open(env.cfg.clone()).await.unwrap();
+    let live = HashMap::from([(ea.container_id.clone(), a.clone())]);
+    let kept = nets.restore(&live).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].ip, ea.ip, "the address survives the restart");
+    let rules = common::output("nft", &["list", "table", "ip", &env.cfg.table]);
+    assert!(rules.contains(&pa.to_string()), "{rules}");
+    assert!(
+        !rules.contains(&pb.to_string()),
+        "B's rule is gone: {rules}"
+    );
+    assert!(nets.inspect("keep").await.unwrap().containers.len() == 1);
+    let reply = tcp_ask(SocketAddr::from(([127, 0, 0, 1], pa)), "up").unwrap();
+    assert!(reply.ends_with("got up"), "{reply}");
+    // The port is held again: a second publish of it is refused.
+    let c = env.netns("c");
+    let err = nets
+        .attach(attach("c", "keep", &c, &[&format!("{pa}:80")]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("port is already allocated"),
+        "{err}"
+    );
+    // B's address is free for the next container.
+    let ec = nets.attach(attach("c", "keep", &c, &[])).await.unwrap();
+    assert_eq!(ec.ip, eb.ip);
+    env.finish(nets).await;
+}
