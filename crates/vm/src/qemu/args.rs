@@ -1,0 +1,224 @@
+//! QEMU's command line for a [`LaunchSpec`]: a `microvm` machine booting
+//! the kernel directly (no firmware), every device on virtio-mmio.
+
+use servin_guest::contract::{kernel_cmdline, share_tag, GUEST_CID};
+
+use crate::provider::{Accelerator, LaunchSpec};
+use crate::VmError;
+
+/// Which virtiofsd is installed: the Rust one (`--shared-dir`) or the C one
+/// QEMU 7 still ships (`-o source=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Virtiofsd {
+    Rust(std::path::PathBuf),
+    Legacy(std::path::PathBuf),
+}
+
+impl Virtiofsd {
+    /// The daemon's arguments for sharing `dir` on `socket`.
+    pub fn args(&self, socket: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+        let (socket, dir) = (socket.display(), dir.display());
+        match self {
+            Virtiofsd::Rust(_) => vec![
+                format!("--socket-path={socket}"),
+                format!("--shared-dir={dir}"),
+                "--cache=auto".into(),
+                "--announce-submounts".into(),
+            ],
+            Virtiofsd::Legacy(_) => vec![
+                format!("--socket-path={socket}"),
+                "-o".into(),
+                format!("source={dir}"),
+                "-o".into(),
+                "cache=auto".into(),
+                "-o".into(),
+                "announce_submounts".into(),
+            ],
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Virtiofsd::Rust(p) | Virtiofsd::Legacy(p) => p,
+        }
+    }
+}
+
+/// The arguments after `qemu-system-x86_64`.
+pub fn qemu_args(spec: &LaunchSpec, accel: Accelerator) -> Result<Vec<String>, VmError> {
+    let p = &spec.paths;
+    let mib = spec.memory / (1024 * 1024);
+    let cmdline = kernel_cmdline(&spec.boot, accel == Accelerator::Tcg)
+        .map_err(|e| VmError::Boot(e.to_string()))?;
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
+    match accel {
+        Accelerator::Kvm => push(&["-machine", "microvm,accel=kvm", "-cpu", "host"]),
+        Accelerator::Tcg => push(&["-machine", "microvm,accel=tcg", "-cpu", "max"]),
+    }
+    let smp = spec.cpus.to_string();
+    let mem = format!("{mib}M");
+    // vhost-user devices (vsock, virtiofs) map guest memory from a shared fd.
+    let backend = format!("memory-backend-memfd,id=mem,size={mib}M,share=on");
+    push(&["-smp", &smp, "-m", &mem, "-object", &backend]);
+    push(&["-numa", "node,memdev=mem"]);
+    push(&["-global", "virtio-mmio.force-legacy=false"]);
+    let kernel = spec.kernel.display().to_string();
+    let initrd = spec.initramfs.display().to_string();
+    push(&["-kernel", &kernel, "-initrd", &initrd, "-append", &cmdline]);
+    let console = format!(
+        "file,id=console,path={},append=on",
+        p.console_log().display()
+    );
+    push(&["-chardev", &console, "-serial", "chardev:console"]);
+    let qmp = format!("unix:{},server=on,wait=off", p.qmp_socket().display());
+    push(&["-qmp", &qmp]);
+    if let Some(disk) = &spec.disk {
+        let drive = format!(
+            "id=data,file={},if=none,format=qcow2,discard=unmap,cache=writeback",
+            disk.display()
+        );
+        push(&["-drive", &drive, "-device", "virtio-blk-device,drive=data"]);
+    }
+    if spec.vsock {
+        let chardev = format!("socket,id=vsock,path={}", p.vhost_vsock_socket().display());
+        let device = format!("vhost-user-vsock-device,chardev=vsock,guest-cid={GUEST_CID}");
+        push(&["-chardev", &chardev, "-device", &device]);
+    }
+    for (n, _) in spec.shares.iter().enumerate() {
+        let chardev = format!("socket,id=fs{n},path={}", p.virtiofs_socket(n).display());
+        let device = format!("vhost-user-fs-device,chardev=fs{n},tag={}", share_tag(n));
+        push(&["-chardev", &chardev, "-device", &device]);
+    }
+    if spec.network {
+        push(&[
+            "-netdev",
+            "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3",
+            "-device",
+            "virtio-net-device,netdev=net0",
+        ]);
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use servin_guest::contract::{BootArgs, Share};
+
+    use super::*;
+    use crate::VmPaths;
+
+    fn spec() -> LaunchSpec {
+        LaunchSpec {
+            paths: VmPaths::new(std::path::Path::new("/data")),
+            cpus: 2,
+            memory: 2 << 30,
+            kernel: "/img/vmlinuz".into(),
+            initramfs: "/img/initramfs.img".into(),
+            disk: Some("/data/vm/disk.qcow2".into()),
+            shares: vec!["/home/me".into(), "/tmp".into()],
+            boot: BootArgs {
+                time: Some(1_700_000_000),
+                shares: vec![Share {
+                    tag: "servin0".into(),
+                    path: "/home/me".into(),
+                }],
+                ..BootArgs::default()
+            },
+            vsock: true,
+            network: true,
+        }
+    }
+
+    fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn tcg_microvm_with_every_device() {
+        let a = qemu_args(&spec(), Accelerator::Tcg).unwrap();
+        assert_eq!(value_after(&a, "-machine"), ["microvm,accel=tcg"]);
+        assert_eq!(value_after(&a, "-smp"), ["2"]);
+        assert_eq!(value_after(&a, "-m"), ["2048M"]);
+        assert!(value_after(&a, "-object")[0].contains("memory-backend-memfd"));
+        assert!(value_after(&a, "-object")[0].contains("share=on"));
+        assert_eq!(
+            value_after(&a, "-global"),
+            ["virtio-mmio.force-legacy=false"]
+        );
+        assert_eq!(value_after(&a, "-kernel"), ["/img/vmlinuz"]);
+        let append = value_after(&a, "-append")[0];
+        assert!(
+            append.starts_with("console=ttyS0 reboot=k panic=-1"),
+            "{append}"
+        );
+        assert!(
+            append.contains("no_timer_check tsc_early_khz=2000000"),
+            "{append}"
+        );
+        assert!(append.contains("servin.time=1700000000"), "{append}");
+        assert!(append.contains("servin.engine_port=2375"), "{append}");
+        let devices = value_after(&a, "-device");
+        assert_eq!(
+            devices,
+            [
+                "virtio-blk-device,drive=data",
+                "vhost-user-vsock-device,chardev=vsock,guest-cid=3",
+                "vhost-user-fs-device,chardev=fs0,tag=servin0",
+                "vhost-user-fs-device,chardev=fs1,tag=servin1",
+                "virtio-net-device,netdev=net0",
+            ]
+        );
+        assert!(value_after(&a, "-drive")[0].contains("discard=unmap"));
+        assert!(value_after(&a, "-drive")[0].contains("format=qcow2"));
+        assert!(value_after(&a, "-chardev")
+            .iter()
+            .any(|c| c.contains("/data/vm/virtiofs-1.sock")));
+        assert_eq!(
+            value_after(&a, "-qmp"),
+            ["unix:/data/vm/qmp.sock,server=on,wait=off"]
+        );
+        assert!(
+            !a.iter().any(|s| s == "-bios"),
+            "direct kernel boot, no firmware"
+        );
+    }
+
+    #[test]
+    fn kvm_has_no_tcg_timer_flags() {
+        let a = qemu_args(&spec(), Accelerator::Kvm).unwrap();
+        assert_eq!(value_after(&a, "-machine"), ["microvm,accel=kvm"]);
+        assert_eq!(value_after(&a, "-cpu"), ["host"]);
+        assert!(!value_after(&a, "-append")[0].contains("no_timer_check"));
+    }
+
+    #[test]
+    fn a_bare_boot_has_no_devices() {
+        let mut s = spec();
+        s.disk = None;
+        s.shares.clear();
+        s.vsock = false;
+        s.network = false;
+        let a = qemu_args(&s, Accelerator::Tcg).unwrap();
+        assert!(value_after(&a, "-device").is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn virtiofsd_flavours() {
+        let sock = PathBuf::from("/d/v.sock");
+        let rust = Virtiofsd::Rust("/usr/libexec/virtiofsd".into());
+        assert!(rust
+            .args(&sock, "/tmp".as_ref())
+            .contains(&"--shared-dir=/tmp".to_string()));
+        let c = Virtiofsd::Legacy("/usr/lib/qemu/virtiofsd".into());
+        assert!(c
+            .args(&sock, "/tmp".as_ref())
+            .contains(&"source=/tmp".to_string()));
+    }
+}
