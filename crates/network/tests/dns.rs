@@ -1,0 +1,223 @@
+//! The embedded DNS server end to end, as root: containers on a user
+//! network find each other by name, alias and short ID at 127.0.0.11 (UDP
+//! and TCP), other names go to an upstream resolver that the test runs on
+//! the host's loopback, and a container of another network sees none of
+//! these names.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{in_ns, Echo, Env, IO_TIMEOUT};
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use servin_network::{AttachRequest, CreateRequest, Networks};
+
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+/// A resolver on 127.0.0.1: `outside.test` → 198.51.100.7, else NXDOMAIN.
+struct Upstream {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let q = Message::from_vec(&buf[..n]).unwrap();
+                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                r.add_queries(q.queries.clone());
+                let name = q.queries[0].name().clone();
+                if name.to_ascii() == "outside.test." {
+                    r.add_answer(Record::from_rdata(name, 60, RData::A(A(OUTSIDE))));
+                } else {
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                }
+                sock.send_to(&r.to_vec().unwrap(), peer).unwrap();
+            }
+        });
+        Upstream {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Asks 127.0.0.11:53 for `name` (A) from the calling thread's netns.
+fn ask(name: &str, tcp: bool) -> Result<(ResponseCode, Vec<Ipv4Addr>), String> {
+    let mut q = Message::query();
+    q.metadata.id = 4242;
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let bytes = q.to_vec().unwrap();
+    let server: SocketAddr = "127.0.0.11:53".parse().unwrap();
+    let reply = if tcp {
+        let mut c = TcpStream::connect_timeout(&server, IO_TIMEOUT).map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        c.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
+        c.write_all(&bytes).unwrap();
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        buf
+    } else {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.connect(server).unwrap();
+        s.send(&bytes).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 1500];
+        let n = s.recv(&mut buf).map_err(|e| e.to_string())?;
+        buf.truncate(n);
+        buf
+    };
+    let r = Message::from_vec(&reply).map_err(|e| e.to_string())?;
+    assert_eq!(r.metadata.id, 4242);
+    let ips = r
+        .answers
+        .iter()
+        .filter_map(|a| match a.data {
+            RData::A(A(ip)) => Some(ip),
+            _ => None,
+        })
+        .collect();
+    Ok((r.metadata.response_code, ips))
+}
+
+fn attach(container: &str, network: &str, ns: &std::path::Path, aliases: &[&str]) -> AttachRequest {
+    AttachRequest {
+        container_id: format!("{container}{}", "7".repeat(64 - container.len())),
+        container_name: container.to_string(),
+        network: network.to_string(),
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        ip: None,
+        ports: vec![],
+        netns: ns.to_path_buf(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_aliases_resolve_and_the_rest_is_forwarded() {
+    if common::cannot_run("names_and_aliases_resolve_and_the_rest_is_forwarded") {
+        return;
+    }
+    let upstream = Upstream::start();
+    let mut env = Env::new("172.30.40.0/24");
+    env.cfg.upstream_dns = Some(vec![upstream.addr]);
+    let nets = Networks::open(env.cfg.clone()).await.unwrap();
+    for (name, subnet) in [("dnsnet", "172.30.41.0/24"), ("other", "172.30.42.0/24")] {
+        nets.create(CreateRequest {
+            name: name.into(),
+            subnet: Some(subnet.into()),
+            ..CreateRequest::default()
+        })
+        .await
+        .unwrap();
+    }
+    let (a, b, c, d) = (
+        env.netns("a"),
+        env.netns("b"),
+        env.netns("c"),
+        env.netns("d"),
+    );
+    let ea = nets
+        .attach(attach("alpha", "dnsnet", &a, &["web"]))
+        .await
+        .unwrap();
+    let eb = nets
+        .attach(attach("beta", "dnsnet", &b, &[]))
+        .await
+        .unwrap();
+    nets.attach(attach("gamma", "other", &c, &[]))
+        .await
+        .unwrap();
+    let ed = nets
+        .attach(attach("delta", "bridge", &d, &[]))
+        .await
+        .unwrap();
+    assert_eq!(ea.dns_names, ["alpha", "alpha7777777", "web"]);
+    assert!(ed.dns_names.is_empty(), "no names on the default bridge");
+    assert_eq!(
+        nets.resolv_conf(&eb.container_id).await.as_deref(),
+        Some("nameserver 127.0.0.11\noptions ndots:0\n")
+    );
+    assert_eq!(nets.resolv_conf(&ed.container_id).await, None);
+
+    // A program in the container may bind port 53 itself: the embedded
+    // server still answers at 127.0.0.11:53.
+    let _own53 = Echo::start(&a, 53, "own");
+
+    let ip_a = ea.ip;
+    let from_b = in_ns(&b, || {
+        [
+            ask("alpha", false),
+            ask("web.", false),
+            ask("ALPHA", false),
+            ask("alpha7777777", false),
+            ask("web", true),
+            ask("outside.test", false),
+            ask("gamma", false),
+        ]
+    })
+    .await;
+    let ok = |ips: Vec<Ipv4Addr>| Ok((ResponseCode::NoError, ips));
+    assert_eq!(from_b[0], ok(vec![ip_a]), "by name");
+    assert_eq!(from_b[1], ok(vec![ip_a]), "by alias, fully qualified");
+    assert_eq!(from_b[2], ok(vec![ip_a]), "names are case-insensitive");
+    assert_eq!(from_b[3], ok(vec![ip_a]), "by short ID");
+    assert_eq!(from_b[4], ok(vec![ip_a]), "over TCP");
+    assert_eq!(from_b[5], ok(vec![OUTSIDE]), "forwarded upstream");
+    assert_eq!(
+        from_b[6],
+        Ok((ResponseCode::NXDomain, vec![])),
+        "another network's container"
+    );
+
+    let from_a = in_ns(&a, || ask("beta", false)).await;
+    assert_eq!(from_a, ok(vec![eb.ip]));
+    let from_c = in_ns(&c, || ask("alpha", false)).await;
+    assert_eq!(
+        from_c,
+        Ok((ResponseCode::NXDomain, vec![])),
+        "names stay in their network"
+    );
+
+    // Leaving the network stops B's server and removes its netns rule.
+    nets.detach_all(&eb.container_id).await.unwrap();
+    let gone = in_ns(&b, || ask("alpha", false)).await;
+    assert!(gone.is_err(), "no DNS after detach: {gone:?}");
+    let b_name = b.file_name().unwrap().to_str().unwrap().to_string();
+    let inside = common::output("ip", &["netns", "exec", &b_name, "nft", "list", "tables"]);
+    assert!(!inside.contains(&env.cfg.table), "{inside}");
+    // And A no longer finds B.
+    let from_a = in_ns(&a, || ask("beta", false)).await;
+    assert_eq!(from_a, Ok((ResponseCode::NXDomain, vec![])));
+    env.finish(nets).await;
+}
