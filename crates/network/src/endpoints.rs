@@ -105,6 +105,7 @@ impl Networks {
             ports: published,
             netns: req.netns.clone(),
             dns_port: 0,
+            requested_ip: req.ip,
         };
 
         let mut started_dns = false;

@@ -10,6 +10,7 @@
 //!   ([`dns`]); addresses from [`ipam`]; host ports from [`ports`].
 //! - State lives in `DATA_ROOT/network/state.json` ([`store`]).
 
+pub mod api;
 pub mod dns;
 mod endpoints;
 pub mod error;

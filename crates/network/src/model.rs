@@ -137,6 +137,9 @@ pub struct Endpoint {
     /// netns's own nft rule sends 127.0.0.11:53 there); 0 when none.
     #[serde(default)]
     pub dns_port: u16,
+    /// The `--ip` asked for, shown as `IPAMConfig` in inspect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_ip: Option<Ipv4Addr>,
 }
 
 /// What `attach` is asked to do.

@@ -82,7 +82,16 @@ pub struct ContainerEntry {
 pub struct NetworkInspect {
     #[serde(flatten)]
     pub network: Network,
+    pub config_from: ConfigReference,
+    pub config_only: bool,
     pub containers: BTreeMap<String, ContainerEntry>,
+}
+
+/// Docker's `ConfigFrom` (config-only networks are not supported: empty).
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigReference {
+    pub network: String,
 }
 
 /// The engine's handle on container networking.
@@ -371,10 +380,7 @@ impl Networks {
             return Err(e);
         }
         tracing::info!(network = %net.name, id = %net.id, %subnet, "network created");
-        Ok(NetworkInspect {
-            network: net,
-            containers: BTreeMap::new(),
-        })
+        Ok(inspect_of(&inner.state, &net))
     }
 
     /// `docker network rm`: refused for predefined networks and networks
@@ -589,6 +595,8 @@ fn inspect_of(state: &State, net: &Network) -> NetworkInspect {
         .collect();
     NetworkInspect {
         network: net.clone(),
+        config_from: ConfigReference::default(),
+        config_only: false,
         containers,
     }
 }

@@ -150,7 +150,7 @@ async fn conflicts_and_bad_input_are_refused_and_leave_nothing() {
         .await
         .unwrap();
     let rules_before = common::output("nft", &["list", "table", "ip", &env.cfg.table]);
-    let links_before = common::output("ip", &["-o", "link"]).lines().count();
+    let links_before = env.links();
 
     // The same host port twice: Docker's message, and B gets nothing.
     let err = nets
@@ -218,10 +218,7 @@ async fn conflicts_and_bad_input_are_refused_and_leave_nothing() {
         common::output("nft", &["list", "table", "ip", &env.cfg.table]),
         rules_before
     );
-    assert_eq!(
-        common::output("ip", &["-o", "link"]).lines().count(),
-        links_before
-    );
+    assert_eq!(env.links(), links_before);
     // The port A holds still answers for A after the refusals.
     let _echo = Echo::start(&a, 80, "A");
     let reply = tcp_ask(SocketAddr::from(([127, 0, 0, 1], port)), "still").unwrap();
@@ -348,4 +345,95 @@ async fn restart_keeps_live_endpoints_and_drops_gone_ones() {
     let ec = nets.attach(attach("c", "keep", &c, &[])).await.unwrap();
     assert_eq!(ec.ip, eb.ip);
     env.finish(nets).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_are_isolated_internal_ones_closed_and_prune_takes_unused_ones() {
+    if common::cannot_run("networks_are_isolated_internal_ones_closed_and_prune_takes_unused_ones")
+    {
+        return;
+    }
+    let dropped = std::time::Duration::from_secs(2);
+    let mut env = Env::new("172.30.50.0/24");
+    let nets = Networks::open(env.cfg.clone()).await.unwrap();
+    nets.create(user_net("n1", "172.30.51.0/24")).await.unwrap();
+    nets.create(user_net("n2", "172.30.52.0/24")).await.unwrap();
+    let internal = nets
+        .create(CreateRequest {
+            internal: true,
+            labels: [("team".to_string(), "x".to_string())].into(),
+            ..user_net("n3", "172.30.53.0/24")
+        })
+        .await
+        .unwrap();
+    assert!(internal.network.internal);
+    let (a, b, c, i) = (
+        env.netns("a"),
+        env.netns("b"),
+        env.netns("c"),
+        env.netns("i"),
+    );
+    let ea = nets.attach(attach("a", "n1", &a, &[])).await.unwrap();
+    nets.attach(attach("b", "n1", &b, &[])).await.unwrap();
+    let ec = nets.attach(attach("c", "n2", &c, &[])).await.unwrap();
+    let ei = nets.attach(attach("i", "n3", &i, &[])).await.unwrap();
+    let _echo = Echo::start(&a, 80, "A");
+    let to_a = SocketAddr::from((ea.ip, 80));
+
+    // Same network: reachable (the server is there).
+    let reply = in_ns(&b, move || tcp_ask(to_a, "same")).await;
+    assert!(reply.unwrap().ends_with("got same"));
+    // Another network: its packets are routed by the host and dropped.
+    let reply = in_ns(&c, move || common::tcp_ask_within(to_a, "other", dropped)).await;
+    assert!(reply.is_err(), "n2 reached n1: {reply:?}");
+    // An internal network has no way out at all: no default route.
+    let i_name = i.file_name().unwrap().to_str().unwrap().to_string();
+    let routes = common::output("ip", &["-n", &i_name, "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    let reply = in_ns(&i, move || {
+        common::tcp_ask_within(to_a, "internal", dropped)
+    })
+    .await;
+    assert!(reply.is_err(), "internal reached n1: {reply:?}");
+    assert!(ei.ip.octets()[2] == 53);
+
+    // Connecting C to n1 as well gives it eth1 and the way to A.
+    let ec1 = nets.attach(attach("c", "n1", &c, &[])).await.unwrap();
+    assert_eq!(ec1.ifname, "eth1");
+    let reply = in_ns(&c, move || tcp_ask(to_a, "joined")).await;
+    assert_eq!(reply.unwrap(), format!("A from {} got joined", ec1.ip));
+    let err = nets.attach(attach("c", "n1", &c, &[])).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "endpoint with name c already exists in network n1"
+    );
+    nets.detach(&ec.container_id, "n1").await.unwrap();
+    let reply = in_ns(&c, move || common::tcp_ask_within(to_a, "left", dropped)).await;
+    assert!(
+        reply.is_err(),
+        "still reaches n1 after disconnect: {reply:?}"
+    );
+    let err = nets.detach(&ec.container_id, "n1").await.unwrap_err();
+    assert_eq!(err.kind(), servin_api::ErrorKind::NotFound);
+
+    // Prune: only unused networks, only those matching the label filter.
+    assert!(nets.prune(&["team=x".into()]).await.unwrap().is_empty());
+    nets.detach_all(&ei.container_id).await.unwrap();
+    assert_eq!(nets.prune(&["team=x".into()]).await.unwrap(), ["n3"]);
+    nets.detach_all(&ec.container_id).await.unwrap();
+    assert_eq!(nets.prune(&[]).await.unwrap(), ["n2"]);
+    let names: Vec<String> = nets
+        .list()
+        .await
+        .into_iter()
+        .map(|n| n.network.name)
+        .collect();
+    assert_eq!(names, ["host", "none", "bridge", "n1"]);
+    env.finish(nets).await;
+}
+
+#[test]
+fn the_handle_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Networks>();
 }

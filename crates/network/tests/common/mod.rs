@@ -68,18 +68,27 @@ impl Env {
         PathBuf::from(format!("/run/netns/{ns}"))
     }
 
+    /// This test's links on the host (bridges and veths).
+    pub fn links(&self) -> Vec<String> {
+        let links = output("ip", &["-o", "link", "show"]);
+        links
+            .lines()
+            .filter_map(|l| {
+                let name = l.split(':').nth(1)?.trim().split('@').next()?.to_string();
+                (name.starts_with(&self.cfg.bridge_prefix)
+                    || name.starts_with(&self.cfg.veth_prefix))
+                .then_some(name)
+            })
+            .collect()
+    }
+
     /// Links, tables and namespaces of this test still present.
     pub fn leftovers(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        let links = output("ip", &["-o", "link", "show"]);
-        for l in links.lines() {
-            let name = l.split(':').nth(1).unwrap_or("").trim();
-            let name = name.split('@').next().unwrap_or("");
-            if name.starts_with(&self.cfg.bridge_prefix) || name.starts_with(&self.cfg.veth_prefix)
-            {
-                left.push(format!("link {name}"));
-            }
-        }
+        let mut left: Vec<String> = self
+            .links()
+            .into_iter()
+            .map(|l| format!("link {l}"))
+            .collect();
         let tables = output("nft", &["list", "tables"]);
         if tables
             .lines()
@@ -119,14 +128,8 @@ impl Drop for Env {
             .args(["delete", "table", "ip", &self.cfg.table])
             .stderr(std::process::Stdio::null())
             .status();
-        let links = output("ip", &["-o", "link", "show"]);
-        for l in links.lines() {
-            let name = l.split(':').nth(1).unwrap_or("").trim();
-            let name = name.split('@').next().unwrap_or("");
-            if name.starts_with(&self.cfg.bridge_prefix) || name.starts_with(&self.cfg.veth_prefix)
-            {
-                let _ = Command::new("ip").args(["link", "del", name]).status();
-            }
+        for name in self.links() {
+            let _ = Command::new("ip").args(["link", "del", &name]).status();
         }
     }
 }
@@ -236,7 +239,13 @@ impl Drop for Echo {
 
 /// Sends `msg` over TCP and returns the reply, or the error as text.
 pub fn tcp_ask(addr: SocketAddr, msg: &str) -> Result<String, String> {
-    let mut c = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| e.to_string())?;
+    tcp_ask_within(addr, msg, IO_TIMEOUT)
+}
+
+/// [`tcp_ask`] giving up on connecting after `limit` (for connections that
+/// should be dropped).
+pub fn tcp_ask_within(addr: SocketAddr, msg: &str, limit: Duration) -> Result<String, String> {
+    let mut c = TcpStream::connect_timeout(&addr, limit).map_err(|e| e.to_string())?;
     c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     c.write_all(msg.as_bytes()).map_err(|e| e.to_string())?;
     let mut out = String::new();
