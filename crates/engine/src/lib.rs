@@ -34,6 +34,8 @@ pub struct EngineConfig {
     pub build: BuildInfo,
     /// The `servin-shim` executable started for each container.
     pub shim_binary: PathBuf,
+    /// The init binary `--init` mounts at `/sbin/docker-init`.
+    pub init_path: PathBuf,
 }
 
 /// A handle to the engine; cheap to clone.
@@ -47,7 +49,6 @@ struct Inner {
     images: Arc<ImageStore>,
     containers: Arc<containers::ContainerStore>,
     execs: containers::ExecTable,
-    create_lock: tokio::sync::Mutex<()>,
     pending_attaches:
         std::sync::Mutex<std::collections::HashMap<String, Vec<containers::PendingAttach>>>,
     events: tokio::sync::broadcast::Sender<Event>,
@@ -75,7 +76,6 @@ impl Engine {
                 images,
                 containers,
                 execs: Default::default(),
-                create_lock: Default::default(),
                 pending_attaches: Default::default(),
                 events,
                 recent: Default::default(),
@@ -126,10 +126,6 @@ impl Engine {
 
     pub(crate) fn containers(&self) -> &containers::ContainerStore {
         &self.inner.containers
-    }
-
-    pub(crate) fn inner_create_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.inner.create_lock
     }
 
     pub(crate) fn execs(&self) -> &containers::ExecTable {

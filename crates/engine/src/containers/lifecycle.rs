@@ -108,9 +108,6 @@ impl Engine {
         }
         let spec = self.runtime_spec(&rec)?;
         let shim_bin = self.config().shim_binary.clone();
-        // Shims are created one at a time: concurrent creates have been seen to
-        // lose the shim's readiness report (an open runtime issue).
-        let _create = self.inner_create_lock().lock().await;
         let client =
             match tokio::task::spawn_blocking(move || servin_runtime::spawn_shim(&spec, &shim_bin))
                 .await

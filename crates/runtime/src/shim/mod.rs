@@ -106,6 +106,7 @@ pub(crate) struct Shim {
 
 /// `servin-shim run STATE_DIR`; returns the process's exit code.
 pub fn run(state_dir: &Path) -> i32 {
+    sys::close_inherited_fds();
     // SAFETY: called first thing in main, while the process is single-threaded;
     // the parent only returns.
     match unsafe { nix::unistd::fork() } {

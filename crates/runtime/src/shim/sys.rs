@@ -15,6 +15,31 @@ use nix::unistd::Pid;
 
 use crate::error::RuntimeError;
 
+/// Closes every descriptor from 3 up. Whatever the spawner held without
+/// close-on-exec (a daemon started from a shell or a test harness inherits
+/// such descriptors) would otherwise stay open in the shim for the
+/// container's whole life. Call it first thing, before opening anything.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range takes integers and only closes descriptors; none
+    // from 3 up is owned by anything in this process yet.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } == 0 {
+        return;
+    }
+    // Kernels before 5.9: one by one, as /proc lists them.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; the directory listing's own descriptor is
+        // already closed, so closing its number again is a harmless EBADF.
+        unsafe { libc::close(fd) };
+    }
+}
+
 /// A child process of the shim, watched through a pidfd (readable once it exits).
 #[derive(Debug)]
 pub struct Child {
