@@ -216,9 +216,12 @@ impl Networks {
             inner.held.remove(&e.id);
         }
         inner.store.save(&inner.state)?;
-        self.sync(inner).await?;
+        // Everything is tried; the first failure is reported.
+        let mut first = self.sync(inner).await.err();
         for e in eps {
-            self.host.delete(&e.host_veth).await?;
+            if let Err(err) = self.host.delete(&e.host_veth).await {
+                first.get_or_insert(err);
+            }
             let still_named = inner
                 .state
                 .endpoints
@@ -231,7 +234,7 @@ impl Networks {
             }
             tracing::info!(container_id = %e.container_id, ip = %e.ip, "endpoint detached");
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// After a daemon restart: `live` maps each running container's ID to

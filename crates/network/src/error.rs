@@ -14,13 +14,13 @@ pub enum Error {
     NetworkNotFound(String),
     #[error("network with name {0} already exists")]
     NetworkExists(String),
-    #[error("network {name} id {id} has active endpoints")]
+    #[error("error while removing network: network {name} id {id} has active endpoints")]
     NetworkInUse { name: String, id: String },
     #[error("{0} is a pre-defined network and cannot be removed")]
     Predefined(String),
     #[error("invalid subnet {0}: {1}")]
     InvalidSubnet(String, String),
-    #[error("Pool overlaps with other one on this address space")]
+    #[error("invalid pool request: Pool overlaps with other one on this address space")]
     PoolOverlap(Ipv4Net),
     #[error("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")]
     NoPool,
@@ -34,6 +34,8 @@ pub enum Error {
     AddressOutside { ip: Ipv4Addr },
     #[error("user specified IP address is supported on user defined networks only")]
     AddressOnDefault,
+    #[error("IPv6 networks are not supported by Servin yet")]
+    Ipv6Unsupported,
     #[error("invalid network driver {0:?}: only \"bridge\" is supported")]
     UnsupportedDriver(String),
     #[error("invalid network name {0:?}: {1}")]
@@ -105,6 +107,7 @@ impl Error {
             | UnsupportedDriver(_)
             | InvalidName(..)
             | InvalidPort(_) => ErrorKind::InvalidArgument,
+            Ipv6Unsupported => ErrorKind::Unsupported,
             NoPool | PoolExhausted { .. } | NoFreePort(..) => ErrorKind::Unavailable,
             Netns { .. }
             | Netlink { .. }

@@ -167,6 +167,8 @@ pub struct CreateRequest {
     pub gateway: Option<String>,
     pub internal: bool,
     pub attachable: bool,
+    /// Refused for now: IPv6 is not supported yet.
+    pub enable_ipv6: bool,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }

@@ -286,6 +286,9 @@ impl Networks {
         if !(req.driver.is_empty() || req.driver == "bridge") {
             return Err(Error::UnsupportedDriver(req.driver.clone()));
         }
+        if req.enable_ipv6 {
+            return Err(Error::Ipv6Unsupported);
+        }
         let mut inner = self.inner.lock().await;
         if inner.state.networks.iter().any(|n| n.name == req.name) {
             return Err(Error::NetworkExists(req.name.clone()));

@@ -231,7 +231,7 @@ async fn conflicts_and_bad_input_are_refused_and_leave_nothing() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "Pool overlaps with other one on this address space"
+        "invalid pool request: Pool overlaps with other one on this address space"
     );
     let err = nets
         .create(user_net("back", "172.30.22.0/24"))
@@ -257,7 +257,7 @@ async fn conflicts_and_bad_input_are_refused_and_leave_nothing() {
     let id = nets.inspect("back").await.unwrap().network.id;
     assert_eq!(
         err.to_string(),
-        format!("network back id {id} has active endpoints")
+        format!("error while removing network: network back id {id} has active endpoints")
     );
     let err = nets.remove("bridge").await.unwrap_err();
     assert_eq!(
