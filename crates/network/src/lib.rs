@@ -18,7 +18,7 @@ pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod model;
-mod netns;
+pub mod netns;
 mod networks;
 pub mod ports;
 pub mod store;

@@ -437,3 +437,56 @@ fn the_handle_can_be_shared_between_tasks() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Networks>();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_netns_is_pinned_until_removed() {
+    if common::cannot_run("a_sandbox_netns_is_pinned_until_removed") {
+        return;
+    }
+    let env = Env::new("172.30.60.0/24");
+    let nets = Networks::open(env.cfg.clone()).await.unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("servin-nettest-sandbox-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let path = dir.path().join("netns");
+    servin_network::netns::create(&path).await.unwrap();
+    let mounted = |p: &std::path::Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(p.to_str().unwrap())
+    };
+    assert!(mounted(&path));
+
+    // Pinned: no process lives in it, yet it takes an endpoint and serves.
+    let e = nets
+        .attach(attach("s", "bridge", &path, &[]))
+        .await
+        .unwrap();
+    assert_eq!(e.ip, Ipv4Addr::new(172, 30, 60, 2));
+    assert!(e.dns_names.is_empty());
+    let echo = Echo::start(&path, 80, "S");
+    let reply = tcp_ask(SocketAddr::from((e.ip, 80)), "pinned").unwrap();
+    assert_eq!(reply, format!("S from {} got pinned", e.gateway));
+    drop(echo);
+
+    // The sandbox goes first (a container that died): detaching afterwards
+    // still succeeds and leaves nothing.
+    servin_network::netns::remove(&path).unwrap();
+    assert!(!mounted(&path));
+    assert!(!path.exists());
+    nets.detach_all(&e.container_id).await.unwrap();
+    assert!(env.links().iter().all(|l| l != &e.host_veth));
+    // Removing twice is harmless; joining a removed sandbox is a clear error.
+    servin_network::netns::remove(&path).unwrap();
+    let err = nets
+        .attach(attach("s", "bridge", &path, &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Cannot open the network namespace"),
+        "{err}"
+    );
+    env.finish(nets).await;
+}
