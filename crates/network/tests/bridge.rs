@@ -331,6 +331,20 @@ async fn restart_keeps_live_endpoints_and_drops_gone_ones() {
     assert!(nets.inspect("keep").await.unwrap().containers.len() == 1);
     let reply = tcp_ask(SocketAddr::from(([127, 0, 0, 1], pa)), "up").unwrap();
     assert!(reply.ends_with("got up"), "{reply}");
+    // A's embedded DNS answers again (a new server, the netns rule rewritten).
+    assert!(kept[0].dns_port != 0);
+    let (ip_a, ip_b) = (ea.ip, eb.ip);
+    let answers = in_ns(&a, || (common::ask("a", false), common::ask("b", true))).await;
+    assert_eq!(
+        answers.0,
+        Ok((hickory_proto::op::ResponseCode::NoError, vec![ip_a]))
+    );
+    // B is gone, and so is its name.
+    assert_eq!(
+        answers.1,
+        Ok((hickory_proto::op::ResponseCode::ServFail, vec![])),
+        "{ip_b}"
+    );
     // The port is held again: a second publish of it is refused.
     let c = env.netns("c");
     let err = nets

@@ -6,16 +6,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{in_ns, Echo, Env, IO_TIMEOUT};
-use hickory_proto::op::{Message, Query, ResponseCode};
+use common::{ask, in_ns, Echo, Env};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{RData, Record};
 use servin_network::{AttachRequest, CreateRequest, Networks};
 
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -68,47 +67,6 @@ impl Drop for Upstream {
             let _ = t.join();
         }
     }
-}
-
-/// Asks 127.0.0.11:53 for `name` (A) from the calling thread's netns.
-fn ask(name: &str, tcp: bool) -> Result<(ResponseCode, Vec<Ipv4Addr>), String> {
-    let mut q = Message::query();
-    q.metadata.id = 4242;
-    q.metadata.recursion_desired = true;
-    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    let bytes = q.to_vec().unwrap();
-    let server: SocketAddr = "127.0.0.11:53".parse().unwrap();
-    let reply = if tcp {
-        let mut c = TcpStream::connect_timeout(&server, IO_TIMEOUT).map_err(|e| e.to_string())?;
-        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        c.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
-        c.write_all(&bytes).unwrap();
-        let mut len = [0u8; 2];
-        c.read_exact(&mut len).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        c.read_exact(&mut buf).map_err(|e| e.to_string())?;
-        buf
-    } else {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        s.connect(server).unwrap();
-        s.send(&bytes).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 1500];
-        let n = s.recv(&mut buf).map_err(|e| e.to_string())?;
-        buf.truncate(n);
-        buf
-    };
-    let r = Message::from_vec(&reply).map_err(|e| e.to_string())?;
-    assert_eq!(r.metadata.id, 4242);
-    let ips = r
-        .answers
-        .iter()
-        .filter_map(|a| match a.data {
-            RData::A(A(ip)) => Some(ip),
-            _ => None,
-        })
-        .collect();
-    Ok((r.metadata.response_code, ips))
 }
 
 fn attach(container: &str, network: &str, ns: &std::path::Path, aliases: &[&str]) -> AttachRequest {

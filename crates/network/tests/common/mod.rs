@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, RecordType};
 use servin_network::{Config, Networks};
 
 /// How long a client waits for an answer that should come.
@@ -261,4 +264,45 @@ pub fn udp_ask(addr: SocketAddr, msg: &str) -> Result<String, String> {
     let mut buf = [0u8; 512];
     let n = s.recv(&mut buf).map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Asks 127.0.0.11:53 for `name` (A) from the calling thread's netns.
+pub fn ask(name: &str, tcp: bool) -> Result<(ResponseCode, Vec<Ipv4Addr>), String> {
+    let mut q = hickory_proto::op::Message::query();
+    q.metadata.id = 4242;
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let bytes = q.to_vec().unwrap();
+    let server: SocketAddr = "127.0.0.11:53".parse().unwrap();
+    let reply = if tcp {
+        let mut c = TcpStream::connect_timeout(&server, IO_TIMEOUT).map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        c.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
+        c.write_all(&bytes).unwrap();
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        buf
+    } else {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.connect(server).unwrap();
+        s.send(&bytes).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 1500];
+        let n = s.recv(&mut buf).map_err(|e| e.to_string())?;
+        buf.truncate(n);
+        buf
+    };
+    let r = Message::from_vec(&reply).map_err(|e| e.to_string())?;
+    assert_eq!(r.metadata.id, 4242);
+    let ips = r
+        .answers
+        .iter()
+        .filter_map(|a| match a.data {
+            RData::A(A(ip)) => Some(ip),
+            _ => None,
+        })
+        .collect();
+    Ok((r.metadata.response_code, ips))
 }
