@@ -44,6 +44,13 @@ pub enum Error {
     InvalidPort(String),
     #[error("Bind for {addr}:{port} failed: port is already allocated")]
     PortAllocated { addr: String, port: u16 },
+    #[error("Cannot publish {addr}:{port}")]
+    PortBind {
+        addr: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no free host port in {0}-{1}")]
     NoFreePort(u16, u16),
     #[error("endpoint with name {name} already exists in network {network}")]
@@ -106,7 +113,8 @@ impl Error {
             | AddressOnDefault
             | UnsupportedDriver(_)
             | InvalidName(..)
-            | InvalidPort(_) => ErrorKind::InvalidArgument,
+            | InvalidPort(_)
+            | PortBind { .. } => ErrorKind::InvalidArgument,
             Ipv6Unsupported => ErrorKind::Unsupported,
             NoPool | PoolExhausted { .. } | NoFreePort(..) => ErrorKind::Unavailable,
             Netns { .. }

@@ -161,7 +161,18 @@ pub fn publish(
                 if taken(&published, r.proto, ip, port) {
                     return Err(allocated());
                 }
-                held.push(reserve(r.proto, ip, port).map_err(|_| allocated())?);
+                let res = reserve(r.proto, ip, port).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AddrInUse {
+                        allocated()
+                    } else {
+                        Error::PortBind {
+                            addr: ip.to_string(),
+                            port,
+                            source: e,
+                        }
+                    }
+                })?;
+                held.push(res);
                 port
             }
             None => {

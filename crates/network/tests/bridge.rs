@@ -173,6 +173,16 @@ async fn conflicts_and_bad_input_are_refused_and_leave_nothing() {
         err.to_string(),
         format!("Bind for 0.0.0.0:{taken} failed: port is already allocated")
     );
+    // A host address that is not the host's.
+    let err = nets
+        .attach(attach("b", "back", &b, &["198.51.100.250:8080:80"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "Cannot publish 198.51.100.250:8080");
+    assert_eq!(
+        std::error::Error::source(&err).unwrap().to_string(),
+        "Cannot assign requested address (os error 99)"
+    );
     // --ip outside the subnet, on the gateway, already taken.
     let mut req = attach("b", "back", &b, &[]);
     req.ip = Some(Ipv4Addr::new(10, 0, 0, 5));
