@@ -1,5 +1,5 @@
-//! The HTTP server: unix listeners, API version handling and the headers
-//! Docker clients expect on every response.
+//! The HTTP server: unix (and, in a VM guest, vsock) listeners, API
+//! version handling and the headers Docker clients expect on every response.
 
 use std::path::Path;
 
@@ -115,31 +115,26 @@ pub async fn serve(engine: Engine, settings: &Settings) -> anyhow::Result<()> {
         let svc = service.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let (stream, _) = match listener.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let svc = svc.clone();
-                tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let hyper_svc = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let svc = svc.clone();
-                            async move { svc.oneshot(req.map(Body::new)).await }
-                        },
-                    );
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(io, hyper_svc)
-                        .with_upgrades();
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+                match listener.accept().await {
+                    Ok((stream, _)) => serve_connection(stream, svc.clone()),
+                    Err(e) => accept_failed(e).await,
+                }
+            }
+        }));
+    }
+    #[cfg(target_os = "linux")]
+    for &port in &settings.vsock_ports {
+        let addr = tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port);
+        let listener = tokio_vsock::VsockListener::bind(addr)
+            .with_context(|| format!("Cannot listen on vsock port {port}"))?;
+        tracing::info!(vsock_port = port, data_root = %settings.data_root.display(), "servind listening");
+        let svc = service.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => serve_connection(stream, svc.clone()),
+                    Err(e) => accept_failed(e).await,
+                }
             }
         }));
     }
@@ -157,6 +152,38 @@ pub async fn serve(engine: Engine, settings: &Settings) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one accepted connection.
+fn serve_connection<S, T>(stream: S, svc: T)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    T::Future: Send,
+{
+    tokio::spawn(async move {
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let hyper_svc =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let svc = svc.clone();
+                async move { svc.oneshot(req.map(Body::new)).await }
+            });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, hyper_svc)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
 }
 
 fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {

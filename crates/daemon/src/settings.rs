@@ -19,7 +19,7 @@ pub struct Args {
     /// Root of persistent state.
     #[arg(long, env = "SERVIN_DATA_ROOT")]
     pub data_root: Option<PathBuf>,
-    /// Socket(s) to listen on (unix:///path).
+    /// Socket(s) to listen on (unix:///path; vsock://:PORT inside a VM guest).
     #[arg(short = 'H', long = "host")]
     pub hosts: Vec<String>,
     /// Where containers run: native, vm, or auto.
@@ -34,6 +34,10 @@ pub struct Args {
     /// TOML settings file (default DATA_ROOT/servind.toml when present).
     #[arg(long)]
     pub config_file: Option<PathBuf>,
+    /// Address that reaches the host's loopback (in a VM guest): loopback
+    /// registries (127.0.0.1:PORT, localhost:PORT) are reached there.
+    #[arg(long)]
+    pub host_gateway: Option<std::net::IpAddr>,
 }
 
 /// The optional TOML file.
@@ -57,9 +61,12 @@ pub enum Mode {
 pub struct Settings {
     pub data_root: PathBuf,
     pub sockets: Vec<PathBuf>,
+    /// vsock ports to serve on (`-H vsock://:PORT`).
+    pub vsock_ports: Vec<u32>,
     pub mode: Mode,
     pub insecure_registries: Vec<String>,
     pub log_level: String,
+    pub host_gateway: Option<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -90,8 +97,11 @@ impl Settings {
             vec![DEFAULT_HOST.to_string()]
         };
         let mut sockets = Vec::new();
+        let mut vsock_ports = Vec::new();
         for h in &hosts {
-            if let Some(p) = h.strip_prefix("unix://") {
+            if let Some(p) = h.strip_prefix("vsock://") {
+                vsock_ports.push(parse_vsock_port(h, p)?);
+            } else if let Some(p) = h.strip_prefix("unix://") {
                 if p.is_empty() {
                     bail!("Invalid host {h:?}: the unix socket path is empty");
                 }
@@ -115,12 +125,14 @@ impl Settings {
         Ok(Self {
             data_root,
             sockets,
+            vsock_ports,
             mode,
             insecure_registries,
             log_level: args
                 .log_level
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
+            host_gateway: args.host_gateway,
         })
     }
 
@@ -129,6 +141,8 @@ impl Settings {
             data_root: self.data_root.clone(),
             registries: servin_image::RegistryConfig {
                 insecure: self.insecure_registries.clone(),
+                host_gateway: self.host_gateway,
+                ..Default::default()
             },
             shim_binary: shim_binary(),
             build: servin_engine::BuildInfo {
@@ -139,6 +153,19 @@ impl Settings {
             },
         }
     }
+}
+
+/// The port of `vsock://:PORT` (any CID: the guest serves whoever
+/// connects through the VM's vsock device).
+fn parse_vsock_port(host: &str, rest: &str) -> anyhow::Result<u32> {
+    let port = rest.strip_prefix(':').unwrap_or(rest);
+    if !cfg!(target_os = "linux") {
+        bail!("Invalid host {host:?}: vsock listeners exist on Linux only");
+    }
+    port.parse::<u32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("Invalid host {host:?}: expected vsock://:PORT"))
 }
 
 /// `servin-shim` next to this executable (`SERVIN_SHIM` overrides).

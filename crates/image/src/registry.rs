@@ -48,26 +48,100 @@ impl Credentials {
 #[derive(Debug, Clone, Default)]
 pub struct RegistryConfig {
     pub insecure: Vec<String>,
+    /// Inside a VM guest, the address that reaches the host's loopback
+    /// (`--host-gateway`): a registry named `127.0.0.1:PORT` or
+    /// `localhost:PORT` is the host's, so the engine forwards the guest's
+    /// `127.0.0.1:PORT` there. Image names keep their registry as written.
+    pub host_gateway: Option<std::net::IpAddr>,
+    /// Loopback ports already forwarded to the host gateway (shared by clones).
+    pub forwarded: Forwarded,
+}
+
+/// The loopback ports a [`RegistryConfig`] forwards to its host gateway.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarded(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<u16>>>);
+
+/// `(host, port)` of a registry domain (`host`, `host:port`, `[v6]:port`).
+fn split_domain(domain: &str) -> (&str, Option<u16>) {
+    match domain.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (h, p.parse().ok())
+        }
+        _ => (domain, None),
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || host == "[::1]"
 }
 
 impl RegistryConfig {
     pub fn is_insecure(&self, domain: &str) -> bool {
-        let host = domain.rsplit_once(':').map_or(domain, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                domain
+        let (host, _) = split_domain(domain);
+        is_loopback_host(host) || self.insecure.iter().any(|i| i == domain || i == host)
+    }
+
+    /// With a host gateway, makes sure the guest's loopback port of a
+    /// loopback registry is forwarded to the same port on the gateway.
+    /// Once per port; a port something in the guest already listens on is
+    /// left to it.
+    fn forward_loopback(&self, domain: &str) {
+        let Some(gateway) = self.host_gateway else {
+            return;
+        };
+        let (host, port) = split_domain(domain);
+        if !is_loopback_host(host) {
+            return;
+        }
+        let port = port.unwrap_or(80);
+        let mut forwarded = self.forwarded.0.lock().unwrap_or_else(|e| e.into_inner());
+        if forwarded.contains(&port) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        forwarded.insert(port);
+        let listener = match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(port, error = %e, "cannot forward a loopback registry port to the host");
+                return;
+            }
+        };
+        tracing::info!(port, %gateway, "forwarding loopback registry port to the host");
+        runtime.spawn(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                tokio::spawn(async move {
+                    match tokio::net::TcpStream::connect((gateway, port)).await {
+                        Ok(mut outbound) => {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(port, %gateway, error = %e, "cannot reach the host's registry")
+                        }
+                    }
+                });
             }
         });
-        host == "localhost"
-            || host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback())
-            || host == "[::1]"
-            || self.insecure.iter().any(|i| i == domain || i == host)
     }
 
     pub(crate) fn client(&self, domain: &str) -> Client {
+        self.forward_loopback(domain);
         let protocol = if self.is_insecure(domain) {
             ClientProtocol::HttpsExcept(vec![domain.to_string()])
         } else {
@@ -211,5 +285,49 @@ fn is_auth_failure(e: &StoreError) -> bool {
         StoreError::Unauthorized(_) => true,
         StoreError::Registry(m) => m.contains(" 401 ") || m.to_lowercase().contains("unauthorized"),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_insecure() {
+        let c = RegistryConfig::default();
+        assert!(c.is_insecure("127.0.0.1:5000"));
+        assert!(c.is_insecure("localhost:5000"));
+        assert!(c.is_insecure("localhost"));
+        assert!(!c.is_insecure("registry.example:5000"));
+        assert_eq!(split_domain("[::1]:5000"), ("[::1]", Some(5000)));
+    }
+
+    /// The guest's 127.0.0.1:PORT reaches the same port on the gateway.
+    #[tokio::test]
+    async fn loopback_registry_port_is_forwarded_to_the_gateway() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // The "host" registry: a listener on another loopback address.
+        let host = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let port = host.local_addr().unwrap().port();
+        let config = RegistryConfig {
+            host_gateway: Some("127.0.0.2".parse().unwrap()),
+            ..Default::default()
+        };
+        let _client = config.client(&format!("127.0.0.1:{port}"));
+        let server = tokio::spawn(async move {
+            let (mut s, _) = host.accept().await.unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(b"pong").await.unwrap();
+            buf
+        });
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        c.write_all(b"ping").await.unwrap();
+        let mut reply = [0u8; 4];
+        c.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"pong");
+        assert_eq!(&server.await.unwrap(), b"ping");
     }
 }
