@@ -145,6 +145,7 @@ impl Settings {
                 ..Default::default()
             },
             shim_binary: shim_binary(),
+            init_path: std::path::PathBuf::from("/usr/bin/tini-static"),
             build: servin_engine::BuildInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 git_commit: option_env!("SERVIN_GIT_COMMIT")
