@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
 use commands::{
     attach, container_prune, cp, create, events, exec, images, import, info, inspect, kill, load,
     logs, pause, port, prune, ps, pull, push, rename, restart, rm, rmi, run, save, start, stats,
-    stop, tag, top, unpause, version, volume, wait, Ctx,
+    stop, tag, top, unpause, version, vm, volume, wait, Ctx,
 };
 use connect::Host;
 use usage::{ClapOutcome, StatusError};
@@ -163,6 +163,13 @@ enum Command {
     /// Show the Servin version information
     #[command(override_usage = usage::VERSION.full)]
     Version(version::Args),
+    /// Manage the VM that runs containers in VM mode
+    #[command(
+        subcommand_required = true,
+        arg_required_else_help = true,
+        override_usage = "servin vm COMMAND"
+    )]
+    Vm(vm::Args),
     /// Manage volumes
     #[command(
         subcommand_required = true,
@@ -438,6 +445,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Save(a) => save::run(&ctx, &u::SAVE, a).await,
         Command::Tag(a) => tag::run(&ctx, &u::TAG, a).await,
         Command::Version(a) => version::run(&ctx, &u::VERSION, a).await,
+        Command::Vm(a) => vm::run(&ctx, a).await,
         Command::Image { command } => match command {
             ImageCommand::Import(a) => import::run(&ctx, &u::IMAGE_IMPORT, a).await,
             ImageCommand::Inspect(a) => inspect::run_image(&ctx, &u::IMAGE_INSPECT, a).await,

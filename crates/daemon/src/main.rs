@@ -4,6 +4,8 @@ mod error;
 mod routes;
 mod server;
 mod settings;
+mod vm_bridge;
+mod vm_manager;
 
 use anyhow::Context;
 use clap::Parser;
@@ -21,8 +23,17 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    if settings.mode == settings::Mode::Vm {
-        anyhow::bail!("VM mode is not available in this build yet: start servind with --mode native (or auto)");
+    // auto: native on Linux unless `servin vm enable` turned VM mode on.
+    let vm_config = servin_vm::VmPaths::new(&settings.data_root).config();
+    let use_vm = match settings.mode {
+        settings::Mode::Vm => true,
+        settings::Mode::Native => false,
+        settings::Mode::Auto => {
+            !cfg!(target_os = "linux") || servin_vm::VmConfig::load(&vm_config)?.enabled
+        }
+    };
+    if use_vm {
+        return vm_bridge::serve(&settings).await;
     }
     let engine = servin_engine::Engine::open(settings.engine_config())
         .map_err(|e| anyhow::anyhow!("{e}"))

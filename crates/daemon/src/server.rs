@@ -186,7 +186,7 @@ where
     });
 }
 
-fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+pub(crate) fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
     }

@@ -25,6 +25,21 @@ pub use config::VmConfig;
 pub use provider::{Accelerator, LaunchSpec, VmInstance, VmProvider};
 pub use size::ByteSize;
 
+/// The provider for this platform.
+pub fn default_provider() -> Result<Box<dyn VmProvider>, VmError> {
+    #[cfg(target_os = "linux")]
+    {
+        Ok(Box::new(qemu::QemuProvider))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(VmError::Missing {
+            what: "a VM provider for this platform".into(),
+            fix: "VM mode runs on Linux (QEMU) for now".into(),
+        })
+    }
+}
+
 /// Everything that can go wrong in VM mode, each with what failed and on
 /// what (and, for a missing piece, how to get it).
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,7 @@ pub mod tag;
 pub mod top;
 pub mod unpause;
 pub mod version;
+pub mod vm;
 pub mod volume;
 pub mod wait;
 
