@@ -436,3 +436,160 @@ fn top_lists_the_container_processes() {
     );
     env.docker.run(&["rm", "topper"]).ok();
 }
+
+/// What `docker cp` of one file out of `name` gives, as text.
+fn cp_out(env: &Env, name: &str, path: &str) -> String {
+    let out = tempfile::tempdir().unwrap();
+    env.docker
+        .run(&["cp", &format!("{name}:{path}"), &arg(&out.path().join("f"))])
+        .ok();
+    std::fs::read_to_string(out.path().join("f")).unwrap()
+}
+
+/// Copies `file` into the directory `path` of `name`; the CLI's result.
+fn cp_in(env: &Env, file: &Path, name: &str, path: &str) -> servin_testkit::Output {
+    env.docker
+        .run(&["cp", &arg(file), &format!("{name}:{path}")])
+}
+
+#[test]
+fn cp_reads_and_writes_through_volumes_binds_and_tmpfs() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (env, image) = env_with_busybox();
+    let host = host_tree();
+    let bind = tempfile::tempdir().unwrap();
+    std::fs::write(bind.path().join("from-bind.txt"), "bound\n").unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("keep.txt"), "kept\n").unwrap();
+    let hello = host.path().join("hello.txt");
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "cpm",
+            "-v",
+            "cpvol:/data",
+            "-v",
+            &format!("{}:/bind", arg(bind.path())),
+            "-v",
+            &format!("{}:/ro:ro", arg(ro.path())),
+            "--tmpfs",
+            "/scratch",
+            &image,
+            "sh",
+            "-c",
+            "echo in-volume > /data/v.txt; echo in-tmpfs > /scratch/t.txt; touch /tmp/ready; sleep 1000",
+        ])
+        .ok();
+    // Bounded wait for the container's writes.
+    let mut tries = 0;
+    while env
+        .docker
+        .run(&["exec", "cpm", "test", "-e", "/tmp/ready"])
+        .code
+        != 0
+    {
+        tries += 1;
+        assert!(tries < 200, "the container never wrote its files");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let volume = std::path::PathBuf::from(
+        env.docker
+            .run(&["volume", "inspect", "-f", "{{.Mountpoint}}", "cpvol"])
+            .ok()
+            .out(),
+    );
+
+    // Running: every mount as the container sees it, tmpfs included.
+    assert_eq!(cp_out(&env, "cpm", "/data/v.txt"), "in-volume\n");
+    assert_eq!(cp_out(&env, "cpm", "/bind/from-bind.txt"), "bound\n");
+    assert_eq!(cp_out(&env, "cpm", "/scratch/t.txt"), "in-tmpfs\n");
+    cp_in(&env, &hello, "cpm", "/data/").ok();
+    assert_eq!(
+        std::fs::read_to_string(volume.join("hello.txt")).unwrap(),
+        "hello from the host\n"
+    );
+    cp_in(&env, &hello, "cpm", "/bind/").ok();
+    assert_eq!(
+        std::fs::read_to_string(bind.path().join("hello.txt")).unwrap(),
+        "hello from the host\n"
+    );
+    cp_in(&env, &hello, "cpm", "/scratch").ok();
+    assert_eq!(
+        env.docker
+            .run(&["exec", "cpm", "cat", "/scratch/hello.txt"])
+            .ok()
+            .stdout,
+        "hello from the host\n"
+    );
+    let refused = cp_in(&env, &hello, "cpm", "/ro/").code(1);
+    assert_eq!(
+        refused.stderr.trim_end(),
+        "Error response from daemon: mounted volume is marked read-only"
+    );
+    let out = tempfile::tempdir().unwrap();
+    env.docker
+        .run(&["cp", "cpm:/data", &arg(&out.path().join("data"))])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("data/v.txt")).unwrap(),
+        "in-volume\n"
+    );
+
+    // Stopped: volumes and binds still read and written at their sources;
+    // the tmpfs is gone with the container's run, as in Docker.
+    env.docker.run(&["stop", "-t", "0", "cpm"]).ok();
+    std::fs::remove_file(volume.join("hello.txt")).unwrap();
+    assert_eq!(cp_out(&env, "cpm", "/data/v.txt"), "in-volume\n");
+    assert_eq!(cp_out(&env, "cpm", "/bind/from-bind.txt"), "bound\n");
+    cp_in(&env, &hello, "cpm", "/data/").ok();
+    assert_eq!(
+        std::fs::read_to_string(volume.join("hello.txt")).unwrap(),
+        "hello from the host\n"
+    );
+    let gone = env
+        .docker
+        .run(&["cp", "cpm:/scratch/t.txt", &arg(out.path())])
+        .code(1);
+    assert_eq!(
+        gone.stderr.trim_end(),
+        "Error response from daemon: Could not find the file /scratch/t.txt in container cpm"
+    );
+    let refused = cp_in(&env, &hello, "cpm", "/ro").code(1);
+    assert_eq!(
+        refused.stderr.trim_end(),
+        "Error response from daemon: mounted volume is marked read-only"
+    );
+    let ro_files: Vec<_> = std::fs::read_dir(ro.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(ro_files, ["keep.txt"], "the read-only source is unchanged");
+
+    // A read-only root filesystem still takes copies into its volumes.
+    env.docker
+        .run(&[
+            "create",
+            "--name",
+            "cpro",
+            "--read-only",
+            "-v",
+            "cpvol:/data",
+            &image,
+            "true",
+        ])
+        .ok();
+    std::fs::remove_file(volume.join("hello.txt")).unwrap();
+    cp_in(&env, &hello, "cpro", "/data").ok();
+    assert!(volume.join("hello.txt").is_file());
+    let refused = cp_in(&env, &hello, "cpro", "/tmp").code(1);
+    assert_eq!(
+        refused.stderr.trim_end(),
+        "Error response from daemon: container rootfs is marked read-only"
+    );
+    env.docker.run(&["rm", "-f", "cpm", "cpro"]).ok();
+    env.docker.run(&["volume", "rm", "cpvol"]).ok();
+    assert_no_copy_mounts(&env);
+}

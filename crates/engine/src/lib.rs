@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use serde_json::Value;
+
 use servin_image::{ImageStore, RegistryConfig};
 
 pub use events::{Event, EventActor};
@@ -51,6 +53,9 @@ struct Inner {
     execs: containers::ExecTable,
     pending_attaches:
         std::sync::Mutex<std::collections::HashMap<String, Vec<containers::PendingAttach>>>,
+    /// Each running container's last stats sample (`read`, `cpu_stats`):
+    /// the next one reports it as `preread`/`precpu_stats`, as Docker does.
+    last_stats: std::sync::Mutex<std::collections::HashMap<String, (Value, Value)>>,
     events: tokio::sync::broadcast::Sender<Event>,
     /// The last events, for `/events?since=` (Docker keeps a window too).
     recent: std::sync::Mutex<std::collections::VecDeque<Event>>,
@@ -77,6 +82,7 @@ impl Engine {
                 containers,
                 execs: Default::default(),
                 pending_attaches: Default::default(),
+                last_stats: Default::default(),
                 events,
                 recent: Default::default(),
                 started: SystemTime::now(),
@@ -126,6 +132,24 @@ impl Engine {
 
     pub(crate) fn containers(&self) -> &containers::ContainerStore {
         &self.inner.containers
+    }
+
+    /// Remembers `(read, cpu_stats)` of container `id`'s newest sample and
+    /// returns the one before it; `None` forgets the container.
+    pub(crate) fn swap_last_stats(
+        &self,
+        id: &str,
+        sample: Option<(Value, Value)>,
+    ) -> Option<(Value, Value)> {
+        let mut last = self
+            .inner
+            .last_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match sample {
+            Some(s) => last.insert(id.to_string(), s),
+            None => last.remove(id),
+        }
     }
 
     pub(crate) fn execs(&self) -> &containers::ExecTable {

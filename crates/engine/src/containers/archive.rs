@@ -13,9 +13,19 @@
 //! its root (`resolve`); tar is written and checked by `tarball`, and
 //! unpacked by the image crate's hardened layer unpacker.
 //!
-//! Not covered yet: volumes and bind mounts (they exist only in the
-//! container's own mount namespace) and `copyUIDGID` (`docker cp -a`).
+//! Mounts, as Docker's cp sees them: a running container is read and
+//! written through its init's `/proc/<pid>/root`, so paths resolve in its
+//! own mount namespace (volumes, bind mounts and tmpfs alike). A stopped
+//! one's volumes, bind mounts and `/etc` files are reached by redirecting
+//! their destinations to their host sources (`mounts`); its tmpfs mounts
+//! are empty then, so their paths show the root filesystem beneath, as in
+//! Docker. A write below a read-only mount is refused as Docker refuses it.
+//!
+//! Not covered yet: a directory copied whole shows a stopped container's
+//! mounts below it as the empty mount points they are in its root
+//! filesystem, and `copyUIDGID` (`docker cp -a`).
 
+mod mounts;
 mod resolve;
 mod tarball;
 
@@ -32,7 +42,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::record::ContainerRecord;
 use crate::{Engine, Event};
 
-use self::resolve::{locate, path_stat, resolve, split_path, Dir};
+use self::mounts::{container_mounts, covering, CpMount};
+use self::resolve::{locate, path_stat, resolve, split_path, Dir, Redirects};
 
 /// A tar stream written by a blocking task; an `Err` item means it broke off.
 pub type TarStream = mpsc::Receiver<io::Result<Bytes>>;
@@ -49,6 +60,8 @@ const LABEL: &str = "archive";
 /// The container's root filesystem, reachable from here while this lives.
 struct View {
     root: Dir,
+    /// Mount destinations to look up in their sources (a stopped container).
+    redirects: Redirects,
     // Dropped after `root`, so nothing of ours keeps the mount busy.
     _mount: Option<TempMount>,
 }
@@ -154,6 +167,16 @@ fn clean_stale(container_dir: &Path) {
     }
 }
 
+/// The root directory of process `pid`, in its own mount namespace, if it
+/// is the container's (the same directory as the overlay at `rootfs`): a
+/// pid reused by another process is never taken for the container.
+fn namespace_root(pid: u32, rootfs: &Path) -> Option<Dir> {
+    use std::os::unix::fs::MetadataExt;
+    let root = Dir::open(Path::new(&format!("/proc/{pid}/root"))).ok()?;
+    let (a, b) = (root.stat().ok()?, std::fs::metadata(rootfs).ok()?);
+    (a.dev() == b.dev() && a.ino() == b.ino()).then_some(root)
+}
+
 fn io_error(what: &str, e: io::Error) -> Error {
     Error::internal(format!("{what}: {e}"))
 }
@@ -249,14 +272,48 @@ fn archive_error(e: &servin_image::unpack::UnpackError) -> Error {
 }
 
 impl Engine {
-    /// The container's filesystem, mounted here if its shim has not.
-    fn filesystem_view(&self, rec: &ContainerRecord, writable: bool) -> Result<View, Error> {
+    /// The container's mounts, from its record.
+    fn cp_mounts(&self, rec: &ContainerRecord) -> Vec<CpMount> {
+        container_mounts(
+            &rec.host_config,
+            &self.config().data_root.join("volumes"),
+            &self.containers().dir(&rec.id),
+        )
+    }
+
+    /// The container's filesystem: a running one's as its init sees it, a
+    /// stopped one's mounted here.
+    /// Without `with_mounts` (export), only the root filesystem.
+    fn filesystem_view(
+        &self,
+        rec: &ContainerRecord,
+        writable: bool,
+        with_mounts: bool,
+    ) -> Result<View, Error> {
         let dir = self.containers().dir(&rec.id);
         let rootfs = dir.join("rootfs");
+        let redirects = || match with_mounts {
+            true => mounts::redirects(&self.cp_mounts(rec)),
+            false => Redirects::default(),
+        };
         if rec.state.is_running() && is_mount_point(&rootfs) {
+            let pid = rec.state.pid().filter(|_| with_mounts);
+            if let Some(root) = pid.and_then(|pid| namespace_root(pid, &rootfs)) {
+                return Ok(View {
+                    root,
+                    redirects: Redirects::default(),
+                    _mount: None,
+                });
+            }
+            // The process is gone (the container is exiting): its root
+            // filesystem, without its mounts.
             let root = Dir::open(&rootfs)
                 .map_err(|e| io_error("Cannot open the container's root filesystem", e))?;
-            return Ok(View { root, _mount: None });
+            return Ok(View {
+                root,
+                redirects: redirects(),
+                _mount: None,
+            });
         }
         clean_stale(&dir);
         let store = self.image_store();
@@ -323,6 +380,7 @@ impl Engine {
             .map_err(|e| io_error("Cannot open the container's filesystem", e))?;
         Ok(View {
             root,
+            redirects: redirects(),
             _mount: Some(mount),
         })
     }
@@ -336,14 +394,23 @@ impl Engine {
         body: &mut dyn Read,
     ) -> Result<ContainerRecord, Error> {
         let rec = self.containers().get(name)?;
-        if rec.host_config["ReadonlyRootfs"].as_bool().unwrap_or(false) {
-            return Err(Error::invalid("container rootfs is marked read-only"));
-        }
-        let view = self.filesystem_view(&rec, true)?;
-        let t = resolve(&view.root, path).map_err(|e| not_found(e, path, name))?;
+        let view = self.filesystem_view(&rec, true, true)?;
+        let t = resolve(&view.root, &view.redirects, path).map_err(|e| not_found(e, path, name))?;
         if let Some(n) = &t.name {
             t.dir.lstat(n).map_err(|e| not_found(e, path, name))?;
             return Err(Error::invalid("extraction point is not a directory"));
+        }
+        // As Docker: a read-only mount refuses, a writable one accepts even
+        // when the root filesystem is read-only.
+        match covering(&self.cp_mounts(&rec), &t.rel) {
+            Some(m) if m.readonly => {
+                return Err(Error::invalid("mounted volume is marked read-only"))
+            }
+            Some(_) => {}
+            None if rec.host_config["ReadonlyRootfs"].as_bool().unwrap_or(false) => {
+                return Err(Error::invalid("container rootfs is marked read-only"))
+            }
+            None => {}
         }
         let refusal = std::rc::Rc::new(std::cell::RefCell::new(None));
         let reader = tarball::OverwriteCheck::new(
@@ -368,9 +435,10 @@ impl Engine {
         let rec = self.containers().get(name)?;
         let (engine, name, path) = (self.clone(), name.to_string(), path.to_string());
         blocking(move || {
-            let view = engine.filesystem_view(&rec, false)?;
-            let (_, meta) = locate(&view.root, &path).map_err(|e| not_found(e, &path, &name))?;
-            Ok(path_stat(&view.root, &path, &meta))
+            let view = engine.filesystem_view(&rec, false, true)?;
+            let (_, meta) = locate(&view.root, &view.redirects, &path)
+                .map_err(|e| not_found(e, &path, &name))?;
+            Ok(path_stat(&view.root, &view.redirects, &path, &meta))
         })
         .await
     }
@@ -386,10 +454,10 @@ impl Engine {
         let (engine, name, path) = (self.clone(), name.to_string(), path.to_string());
         let event_rec = rec.clone();
         let out = spawn_tar(move || {
-            let view = engine.filesystem_view(&rec, false)?;
-            let (target, meta) =
-                locate(&view.root, &path).map_err(|e| not_found(e, &path, &name))?;
-            let stat = path_stat(&view.root, &path, &meta);
+            let view = engine.filesystem_view(&rec, false, true)?;
+            let (target, meta) = locate(&view.root, &view.redirects, &path)
+                .map_err(|e| not_found(e, &path, &name))?;
+            let stat = path_stat(&view.root, &view.redirects, &path, &meta);
             let shown = split_path(&path).2;
             // The root itself is archived as `/`, its entries as `/bin`, …
             let top = if shown == "/" { String::new() } else { shown };
@@ -414,7 +482,7 @@ impl Engine {
         let engine = self.clone();
         let event_rec = rec.clone();
         let (_, stream) = spawn_tar(move || {
-            let view = engine.filesystem_view(&rec, false)?;
+            let view = engine.filesystem_view(&rec, false, false)?;
             let produce: Producer = Box::new(move |w| {
                 let mut tar = tarball::TarWriter::new(w);
                 tar.add_children(&view.root, None)?;

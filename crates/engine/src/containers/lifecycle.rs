@@ -597,18 +597,62 @@ impl Engine {
         Ok(())
     }
 
-    /// `GET /containers/{id}/stats` (one sample): the shim's cgroup figures.
+    /// `GET /containers/{id}/stats` (one sample): the shim's cgroup
+    /// figures, with the previous sample's CPU figures as `precpu_stats`
+    /// (zeros for the first), and a memory limit no larger than the host's
+    /// memory, as Docker reports them.
     pub async fn container_stats(&self, name: &str) -> Result<serde_json::Value, Error> {
         let rec = self.containers().get(name)?;
         if !rec.state.is_running() {
+            self.swap_last_stats(&rec.id, None);
             return Ok(
-                serde_json::json!({"id": rec.id, "name": format!("/{}", rec.name), "read": "0001-01-01T00:00:00Z"}),
+                serde_json::json!({"id": rec.id, "name": format!("/{}", rec.name), "read": ZERO_STATS_TIME, "preread": ZERO_STATS_TIME}),
             );
         }
         let client = self.shim(&rec.id)?;
         let mut v = blocking(move || client.stats().map_err(runtime_error)).await?;
+        let host_memory = host_memory();
+        if let Some(limit) = v["memory_stats"]["limit"].as_u64() {
+            if host_memory > 0 && limit > host_memory {
+                v["memory_stats"]["limit"] = serde_json::json!(host_memory);
+            }
+        }
+        let previous =
+            self.swap_last_stats(&rec.id, Some((v["read"].clone(), v["cpu_stats"].clone())));
+        let (preread, precpu) = previous.unwrap_or_else(|| {
+            (
+                serde_json::json!(ZERO_STATS_TIME),
+                serde_json::json!({
+                    "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                    "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+                }),
+            )
+        });
+        v["preread"] = preread;
+        v["precpu_stats"] = precpu;
+        v["num_procs"] = serde_json::json!(0);
+        v["blkio_stats"] = serde_json::json!({
+            "io_service_bytes_recursive": null, "io_serviced_recursive": null,
+            "io_queue_recursive": null, "io_service_time_recursive": null,
+            "io_wait_time_recursive": null, "io_merged_recursive": null,
+            "io_time_recursive": null, "sectors_recursive": null,
+        });
+        v["storage_stats"] = serde_json::json!({});
         v["id"] = serde_json::json!(rec.id);
         v["name"] = serde_json::json!(format!("/{}", rec.name));
         Ok(v)
     }
+}
+
+/// Go's zero time, which Docker reports for a sample not taken.
+const ZERO_STATS_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// The host's memory in bytes (0 when unknown).
+fn host_memory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }

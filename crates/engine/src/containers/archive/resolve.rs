@@ -61,6 +61,48 @@ impl Dir {
     }
 }
 
+/// Where, on a stopped container, the container would see something other
+/// than its root filesystem: its volumes, bind mounts and `/etc` files, by
+/// their clean path below the root. (A running container's own mount
+/// namespace shows them itself.)
+#[derive(Debug, Default)]
+pub(super) struct Redirects(Vec<(PathBuf, PathBuf)>);
+
+impl Redirects {
+    /// `rel` is the destination below the root; `source` a host path.
+    pub(super) fn add(&mut self, rel: PathBuf, source: PathBuf) {
+        self.0.push((rel, source));
+    }
+
+    fn source(&self, rel: &Path) -> Option<&Path> {
+        // The last mount on a destination hides earlier ones, as in the container.
+        self.0
+            .iter()
+            .rev()
+            .find(|(r, _)| r == rel)
+            .map(|(_, s)| s.as_path())
+    }
+}
+
+/// What a redirected `rel` is: a directory to enter, or a file to name.
+fn redirected(source: &Path, rel: PathBuf) -> io::Result<Target> {
+    if std::fs::metadata(source)?.is_dir() {
+        return Ok(Target {
+            dir: Dir::open(source)?,
+            name: None,
+            rel,
+        });
+    }
+    let (Some(parent), Some(name)) = (source.parent(), source.file_name()) else {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    };
+    Ok(Target {
+        dir: Dir::open(parent)?,
+        name: Some(name.to_os_string()),
+        rel,
+    })
+}
+
 /// A place in the container's filesystem: a directory, or a name in one.
 #[derive(Debug)]
 pub(super) struct Target {
@@ -93,8 +135,9 @@ fn components(path: &[u8]) -> Vec<OsString> {
 /// Resolves every component of `path` from `root` as the container would:
 /// symlinks are followed (absolute ones from the root) and `..` stops at
 /// the root. A missing or non-directory last component comes back as the
-/// target's `name`; anywhere else it is an error.
-pub(super) fn resolve(root: &Dir, path: &str) -> io::Result<Target> {
+/// target's `name`; anywhere else it is an error. A component whose path is
+/// redirected continues in the redirect's source.
+pub(super) fn resolve(root: &Dir, redirects: &Redirects, path: &str) -> io::Result<Target> {
     let mut stack: Vec<(Dir, OsString)> = Vec::new();
     let mut pending = components(path.as_bytes());
     pending.reverse();
@@ -103,6 +146,22 @@ pub(super) fn resolve(root: &Dir, path: &str) -> io::Result<Target> {
         if c == ".." {
             stack.pop();
             continue;
+        }
+        let rel: PathBuf = stack
+            .iter()
+            .map(|(_, n)| n.as_os_str())
+            .chain([c.as_os_str()])
+            .collect();
+        if let Some(source) = redirects.source(&rel) {
+            let t = redirected(source, rel)?;
+            match t.name {
+                None => {
+                    stack.push((t.dir, c));
+                    continue;
+                }
+                Some(_) if pending.is_empty() => return Ok(t),
+                Some(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            }
         }
         let cur = stack.last().map_or(root, |(d, _)| d);
         let meta = match cur.lstat(&c) {
@@ -191,19 +250,26 @@ pub(super) fn split_path(path: &str) -> (String, String, String) {
 
 /// Finds what `path` names, without following a symlink in its last
 /// component unless a trailing `/` or `/.` asks for it (as Docker does).
-pub(super) fn locate(root: &Dir, path: &str) -> io::Result<(Target, Metadata)> {
+pub(super) fn locate(
+    root: &Dir,
+    redirects: &Redirects,
+    path: &str,
+) -> io::Result<(Target, Metadata)> {
     let (dir, base, _) = split_path(path);
-    let t = resolve(root, &dir)?;
+    let t = resolve(root, redirects, &dir)?;
     if let Some(n) = &t.name {
         t.dir.lstat(n)?;
         return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
     }
     let t = match base.as_str() {
         "" | "." => t,
-        base => Target {
-            name: Some(base.into()),
-            rel: t.rel.join(base),
-            dir: t.dir,
+        base => match redirects.source(&t.rel.join(base)) {
+            Some(source) => redirected(source, t.rel.join(base))?,
+            None => Target {
+                name: Some(base.into()),
+                rel: t.rel.join(base),
+                dir: t.dir,
+            },
         },
     };
     let meta = t.metadata()?;
@@ -244,10 +310,10 @@ fn go_time(secs: i64, nanos: i64) -> String {
 }
 
 /// Docker's `ContainerPathStat`.
-pub(super) fn path_stat(root: &Dir, path: &str, meta: &Metadata) -> Value {
+pub(super) fn path_stat(root: &Dir, redirects: &Redirects, path: &str, meta: &Metadata) -> Value {
     let link_target = if meta.file_type().is_symlink() {
         let (dir, base, _) = split_path(path);
-        resolve(root, &format!("{dir}{base}"))
+        resolve(root, redirects, &format!("{dir}{base}"))
             .map(|t| t.container_path())
             .unwrap_or_default()
     } else {
@@ -291,25 +357,28 @@ mod tests {
         symlink("/etc/../../../tmp", root.join("escape")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
         let r = Dir::open(root).unwrap();
-        let rel = |p: &str| resolve(&r, p).map(|t| t.rel);
+        let none = Redirects::default();
+        let rel = |p: &str| resolve(&r, &none, p).map(|t| t.rel);
         assert_eq!(rel("/etc/passwd").unwrap(), Path::new("real/etc/passwd"));
         assert_eq!(rel("etc/up/etc").unwrap(), Path::new("real/etc"));
         assert_eq!(rel("/escape").unwrap(), Path::new("tmp"));
         assert!(rel("/loop").is_err());
         assert!(rel("/nope/x").is_err());
-        let (t, meta) = locate(&r, "/etc").unwrap();
+        let (t, meta) = locate(&r, &none, "/etc").unwrap();
         assert!(
             meta.file_type().is_symlink(),
             "the last component is not followed"
         );
         assert_eq!(t.rel, Path::new("etc"));
-        let stat = path_stat(&r, "/etc", &meta);
+        let stat = path_stat(&r, &none, "/etc", &meta);
         assert_eq!(stat["linkTarget"], "/real/etc");
         assert_eq!(stat["mode"], (1u32 << 27) | 0o777);
-        let (_, meta) = locate(&r, "/etc/").unwrap();
+        let (_, meta) = locate(&r, &none, "/etc/").unwrap();
         assert!(meta.is_dir(), "a trailing slash follows it");
         assert_eq!(
-            locate(&r, "/real/etc/passwd/").unwrap_err().raw_os_error(),
+            locate(&r, &none, "/real/etc/passwd/")
+                .unwrap_err()
+                .raw_os_error(),
             Some(libc::ENOTDIR)
         );
     }

@@ -129,6 +129,34 @@ fn padding(size: u64) -> usize {
 }
 
 /// Writes a tar of trees reached from directory descriptors.
+/// Whether `dir` is on a filesystem the kernel makes up (a running
+/// container's /proc, /sys, /dev/pts …): it is archived as the empty mount
+/// point Docker's view of the container shows there.
+fn is_kernel_fs(dir: &Dir) -> bool {
+    const KERNEL_FS: [i64; 9] = [
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x1cd1,      // devpts
+        0x1980_0202, // mqueue
+        0x27e0eb,    // cgroup
+        0x6367_7270, // cgroup2
+        0x7363_6673, // securityfs
+        0x6462_6720, // debugfs
+        0x7472_6163, // tracefs
+    ];
+    let Ok(path) = std::ffi::CString::new(dir.path().into_os_string().into_vec()) else {
+        return false;
+    };
+    // SAFETY: statfs is plain old data, all-zero is valid; the path is a
+    // NUL-terminated string that outlives the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the kernel writes only into `st`.
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    KERNEL_FS.contains(&(st.f_type as i64))
+}
+
 pub(super) struct TarWriter<W: Write> {
     out: W,
     /// First name of each multiply-linked file, for hard links.
@@ -186,6 +214,9 @@ impl<W: Write> TarWriter<W> {
                 Some(n) => dir.dir(n)?,
                 None => dir.try_clone()?,
             };
+            if is_kernel_fs(&sub) {
+                return Ok(());
+            }
             return self.add_children(&sub, Some(&inner));
         }
         let Some(name) = name else {
