@@ -1,7 +1,7 @@
 //! QEMU's command line for a [`LaunchSpec`]: a `microvm` machine booting
 //! the kernel directly (no firmware), every device on virtio-mmio.
 
-use servin_guest::contract::{kernel_cmdline, share_tag, GUEST_CID};
+use servin_guest::contract::{kernel_cmdline, share_tag};
 
 use crate::provider::{Accelerator, LaunchSpec};
 use crate::VmError;
@@ -83,8 +83,13 @@ pub fn qemu_args(spec: &LaunchSpec, accel: Accelerator) -> Result<Vec<String>, V
     }
     if spec.vsock {
         let chardev = format!("socket,id=vsock,path={}", p.vhost_vsock_socket().display());
-        let device = format!("vhost-user-vsock-device,chardev=vsock,guest-cid={GUEST_CID}");
-        push(&["-chardev", &chardev, "-device", &device]);
+        // The guest's CID is the backend's (vhost-device-vsock --guest-cid).
+        push(&[
+            "-chardev",
+            &chardev,
+            "-device",
+            "vhost-user-vsock-device,chardev=vsock",
+        ]);
     }
     for (n, _) in spec.shares.iter().enumerate() {
         let chardev = format!("socket,id=fs{n},path={}", p.virtiofs_socket(n).display());
@@ -169,7 +174,7 @@ mod tests {
             devices,
             [
                 "virtio-blk-device,drive=data",
-                "vhost-user-vsock-device,chardev=vsock,guest-cid=3",
+                "vhost-user-vsock-device,chardev=vsock",
                 "vhost-user-fs-device,chardev=fs0,tag=servin0",
                 "vhost-user-fs-device,chardev=fs1,tag=servin1",
                 "virtio-net-device,netdev=net0",
