@@ -365,9 +365,12 @@ impl VmManager {
 
     pub async fn status(&self) -> StatusReport {
         let config = VmConfig::load(&self.paths.config()).unwrap_or_default();
-        let inner = self.inner.lock().await;
+        // A start or stop holds the lock for its whole length: report the
+        // phase then, without the instance's details, rather than wait.
+        let inner = self.inner.try_lock().ok();
+        let inner = inner.as_deref();
         let (accel_now, note) = self.provider.accelerator();
-        let inst = inner.instance.as_ref();
+        let inst = inner.and_then(|i| i.instance.as_ref());
         let stats: Option<GuestStats> = match inst {
             Some(i) if self.phase() == Phase::Running => {
                 control(i.as_ref(), ControlRequest::Stats, Duration::from_secs(3))
@@ -377,7 +380,9 @@ impl VmManager {
             }
             _ => None,
         };
-        let shown = inner.running_config.clone().unwrap_or(config);
+        let shown = inner
+            .and_then(|i| i.running_config.clone())
+            .unwrap_or(config);
         let disk_path = self.paths.disk();
         let disk_host = if disk_path.exists() {
             tokio::task::spawn_blocking(move || servin_vm::disk::info(&disk_path).ok())
@@ -403,10 +408,10 @@ impl VmManager {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
-            guest_version: inner.guest_version.clone(),
+            guest_version: inner.and_then(|i| i.guest_version.clone()),
             image_version: GuestImage::find().ok().map(|i| i.version),
             booted_at: inner
-                .booted_at
+                .and_then(|i| i.booted_at)
                 .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()),
             host_memory: inst.and_then(|i| i.host_memory()),
             pid: inst.and_then(|i| i.pid()),
