@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/servin";
 pub const DEFAULT_HOST: &str = "unix:///run/servin/servin.sock";
+/// Debian's static `tini` (package `tini`): what `--init` runs by default.
+pub const DEFAULT_INIT_PATH: &str = "/usr/bin/tini-static";
 
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -31,6 +33,9 @@ pub struct Args {
     /// Log filter (error, warn, info, debug, trace).
     #[arg(long, short = 'l')]
     pub log_level: Option<String>,
+    /// Init binary for containers run with --init.
+    #[arg(long, env = "SERVIN_INIT_PATH")]
+    pub init_path: Option<PathBuf>,
     /// TOML settings file (default DATA_ROOT/servind.toml when present).
     #[arg(long)]
     pub config_file: Option<PathBuf>,
@@ -48,6 +53,7 @@ struct FileSettings {
     mode: Option<String>,
     insecure_registries: Option<Vec<String>>,
     log_level: Option<String>,
+    init_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +73,7 @@ pub struct Settings {
     pub insecure_registries: Vec<String>,
     pub log_level: String,
     pub host_gateway: Option<std::net::IpAddr>,
+    pub init_path: PathBuf,
 }
 
 impl Settings {
@@ -133,6 +140,10 @@ impl Settings {
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
             host_gateway: args.host_gateway,
+            init_path: args
+                .init_path
+                .or(file.init_path)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_INIT_PATH)),
         })
     }
 
@@ -145,7 +156,7 @@ impl Settings {
                 ..Default::default()
             },
             shim_binary: shim_binary(),
-            init_path: std::path::PathBuf::from("/usr/bin/tini-static"),
+            init_path: self.init_path.clone(),
             build: servin_engine::BuildInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 git_commit: option_env!("SERVIN_GIT_COMMIT")

@@ -72,6 +72,16 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// `/info`'s `SecurityOptions`: seccomp only when this build's built-in
+/// runtime enforces it.
+fn security_options() -> Vec<&'static str> {
+    if servin_runtime::seccomp::ENFORCED {
+        vec!["name=seccomp,profile=builtin"]
+    } else {
+        Vec::new()
+    }
+}
+
 impl Engine {
     /// `GET /version`.
     pub fn version(&self) -> Value {
@@ -173,11 +183,11 @@ impl Engine {
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
             "LiveRestoreEnabled": true,
             "Isolation": "",
-            "InitBinary": "",
+            "InitBinary": cfg.init_path,
             "ContainerdCommit": {"ID": ""},
             "RuncCommit": {"ID": ""},
             "InitCommit": {"ID": ""},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "SecurityOptions": security_options(),
             "Warnings": null,
         })
     }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::caps;
 use crate::error::RuntimeError;
 use crate::paths::clean;
+use crate::seccomp;
 use crate::spec::{ContainerSpec, MountSpec, NetworkMode, ProcessSpec, Resources};
 use crate::users::ExecUser;
 
@@ -36,6 +37,13 @@ const READONLY_PATHS: [&str; 5] = [
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
+
+/// Where `--init` puts the init binary in the container, as Docker does.
+pub const INIT_IN_CONTAINER: &str = "/sbin/docker-init";
+
+/// Directories of the host's `/dev` whose nodes a privileged container does
+/// not get: the runtime makes its own `pts`, `shm` and `mqueue`.
+const HOST_DEV_SKIP: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
 
 /// What the host can enforce, probed once by the shim.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +84,7 @@ pub fn process(
     if !user.additional_gids.is_empty() {
         user_json["additionalGids"] = json!(user.additional_gids);
     }
-    let v = json!({
+    let mut v = json!({
         "terminal": p.tty,
         "user": user_json,
         "args": p.args,
@@ -87,8 +95,13 @@ pub fn process(
             "effective": capabilities,
             "permitted": capabilities,
         },
-        "noNewPrivileges": no_new_privileges,
     });
+    // Only when set: libcontainer 0.7 takes a present `false` like `true`
+    // and loads the seccomp filter after dropping capabilities, which the
+    // kernel refuses without CAP_SYS_ADMIN or no_new_privs.
+    if no_new_privileges {
+        v["noNewPrivileges"] = json!(true);
+    }
     serde_json::from_value(v)
         .map_err(|e| RuntimeError::InvalidSpec(format!("Invalid OCI process: {e}")))
 }
@@ -101,7 +114,15 @@ pub fn spec(
     host: HostSupport,
 ) -> Result<Spec, RuntimeError> {
     let capabilities = caps::effective_set(c.privileged, &c.cap_add, &c.cap_drop)?;
-    let process = process(&c.process, user, &capabilities, c.no_new_privileges)?;
+    let mut main = c.process.clone();
+    if main.init {
+        // The init runs the command as its child: `docker-init -- CMD...`.
+        main.args = [INIT_IN_CONTAINER.to_string(), "--".to_string()]
+            .into_iter()
+            .chain(main.args)
+            .collect();
+    }
+    let process = process(&main, user, &capabilities, c.no_new_privileges)?;
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -117,9 +138,14 @@ pub fn spec(
         "cgroupsPath": c.cgroup_path(),
         "resources": resources(&c.resources, c.privileged, host)?,
     });
-    if !c.privileged {
+    if c.privileged {
+        linux["devices"] = json!(host_devices(Path::new("/dev")));
+    } else {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
+    }
+    if let Some(filter) = seccomp::linux_seccomp(&c.seccomp, c.privileged, &capabilities)? {
+        linux["seccomp"] = filter;
     }
     if c.network != NetworkMode::Host {
         linux["sysctl"] = json!({
@@ -229,6 +255,15 @@ fn mounts(c: &ContainerSpec) -> Vec<Value> {
         });
     }
 
+    if let (true, Some(init)) = (c.process.init, &c.init_path) {
+        out.push(json!({
+            "destination": INIT_IN_CONTAINER,
+            "type": "bind",
+            "source": init,
+            "options": ["rbind", "rprivate", "ro"],
+        }));
+    }
+
     let etc_mode = if c.readonly_rootfs { "ro" } else { "rw" };
     for (dest, file) in [
         ("/etc/resolv.conf", &c.etc_resolv_conf),
@@ -335,6 +370,60 @@ fn devices(privileged: bool) -> Value {
     ])
 }
 
+/// Every device node under `dev` (the host's `/dev`), as OCI
+/// `linux.devices` entries: what a privileged container gets in Docker.
+/// The console and the runtime's own directories are left out.
+fn host_devices(dev: &Path) -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut stack = vec![dev.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            // Not following links: a symlink is not a device node.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                let skip = dir == dev
+                    && HOST_DEV_SKIP
+                        .iter()
+                        .any(|s| e.file_name() == std::ffi::OsStr::new(s));
+                if !skip {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if path == dev.join("console") {
+                continue;
+            }
+            let rdev = meta.rdev();
+            out.push(json!({
+                "path": Path::new("/dev").join(path.strip_prefix(dev).unwrap_or(&path)),
+                "type": typ,
+                "major": libc::major(rdev),
+                "minor": libc::minor(rdev),
+                "fileMode": meta.mode() & 0o7777,
+                "uid": meta.uid(),
+                "gid": meta.gid(),
+            }));
+        }
+    }
+    out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +461,7 @@ mod tests {
             14
         );
         assert!(v["process"]["rlimits"].is_null());
+        assert!(v["process"].get("noNewPrivileges").is_none());
         assert!(v["process"]["env"]
             .as_array()
             .unwrap()
@@ -415,6 +505,58 @@ mod tests {
                 .len()
                 > 30
         );
+    }
+
+    #[test]
+    fn seccomp_follows_privilege_and_setting() {
+        let mut c = sample();
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        c.seccomp = crate::seccomp::Seccomp::Unconfined;
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        assert!(v["linux"]["seccomp"].is_null());
+        c.seccomp = crate::seccomp::Seccomp::Custom(r#"{"defaultAction":"SCMP_ACT_LOG"}"#.into());
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_LOG");
+        c.privileged = true;
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        assert!(v["linux"]["seccomp"].is_null());
+    }
+
+    #[test]
+    fn init_wraps_the_command() {
+        let mut c = sample();
+        c.process.args = vec!["sleep".into(), "5".into()];
+        c.process.init = true;
+        c.init_path = Some("/usr/bin/tini-static".into());
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        assert_eq!(
+            v["process"]["args"],
+            json!(["/sbin/docker-init", "--", "sleep", "5"])
+        );
+        let m = v["mounts"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(m["destination"], "/sbin/docker-init");
+        assert_eq!(m["source"], "/usr/bin/tini-static");
+        assert_eq!(m["options"], json!(["rbind", "rprivate", "ro"]));
+    }
+
+    #[test]
+    fn privileged_gets_host_devices() {
+        let mut c = sample();
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        assert!(v["linux"]["devices"].is_null());
+        c.privileged = true;
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        let devs = v["linux"]["devices"].as_array().unwrap();
+        let null = devs.iter().find(|d| d["path"] == "/dev/null").unwrap();
+        assert_eq!(
+            (&null["type"], &null["major"], &null["minor"]),
+            (&json!("c"), &json!(1), &json!(3))
+        );
+        assert!(devs.iter().all(|d| {
+            let p = d["path"].as_str().unwrap();
+            p != "/dev/console" && !p.starts_with("/dev/pts/")
+        }));
     }
 
     #[test]

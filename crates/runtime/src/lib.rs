@@ -18,6 +18,7 @@ mod lookup;
 mod mounts;
 mod paths;
 pub mod protocol;
+pub mod seccomp;
 #[doc(hidden)]
 pub mod shim;
 mod spec;

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
+use crate::seccomp::Seccomp;
 
 /// Name of the spec file inside a container's state directory.
 pub const SPEC_FILE: &str = "spec.json";
@@ -52,6 +53,13 @@ pub struct ContainerSpec {
     pub log_path: PathBuf,
     /// Signal name or number the engine sends on stop; kept for the engine.
     pub stop_signal: Option<String>,
+    /// The seccomp filter (ignored when privileged).
+    #[serde(default)]
+    pub seccomp: Seccomp,
+    /// The host's init binary, mounted at `/sbin/docker-init` when
+    /// `process.init` is set.
+    #[serde(default)]
+    pub init_path: Option<PathBuf>,
 }
 
 /// A process to run: the container's main process or an exec.
@@ -67,7 +75,8 @@ pub struct ProcessSpec {
     pub user: String,
     pub tty: bool,
     pub open_stdin: bool,
-    /// Run a reaping init as PID 1 (`docker run --init`); not supported yet.
+    /// Run the container's init (`ContainerSpec::init_path`) as PID 1 with
+    /// this process as its child (`docker run --init`); main process only.
     pub init: bool,
 }
 
@@ -233,6 +242,9 @@ impl ContainerSpec {
                 ));
             }
         }
+        if self.process.init && self.init_path.is_none() {
+            return invalid("An init process (--init) was asked for without an init binary".into());
+        }
         self.process.validate()
     }
 
@@ -251,11 +263,6 @@ impl ProcessSpec {
     pub fn validate(&self) -> Result<(), RuntimeError> {
         if self.args.is_empty() || self.args[0].is_empty() {
             return Err(RuntimeError::InvalidSpec("No command specified".into()));
-        }
-        if self.init {
-            return Err(RuntimeError::Unsupported(
-                "An init process (--init) is not supported yet".into(),
-            ));
         }
         Ok(())
     }
@@ -296,6 +303,8 @@ pub(crate) mod tests {
             etc_hostname: None,
             log_path: "/x.log".into(),
             stop_signal: None,
+            seccomp: Seccomp::Builtin,
+            init_path: None,
         }
     }
 

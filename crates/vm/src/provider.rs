@@ -79,6 +79,7 @@ pub trait VmInstance: Send + Sync {
     fn host_memory(&self) -> Option<u64>;
     /// Waits up to `grace` for the guest to power off by itself (after a
     /// POWEROFF on its control port), then ends the VMM and every helper.
+    /// A zero grace kills the VMM at once (a dead or hung guest).
     fn stop(&mut self, grace: Duration);
 }
 

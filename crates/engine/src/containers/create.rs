@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 use servin_api::Error;
+use servin_runtime::seccomp::Seccomp;
 use servin_runtime::{ContainerSpec, MountSpec, NetworkMode, ProcessSpec, Resources, RuntimeKind};
 
 use super::names;
@@ -67,6 +68,90 @@ fn check_host_config(hc: &Value) -> Result<(), Error> {
     Ok(())
 }
 
+/// What `HostConfig.SecurityOpt` asks for.
+#[derive(Debug, PartialEq)]
+struct SecurityOpts {
+    seccomp: Seccomp,
+    no_new_privileges: bool,
+}
+
+/// Go's `strconv.ParseBool`.
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses `HostConfig.SecurityOpt` as Docker's daemon does (`key=value`,
+/// or the old `key:value`); a seccomp profile is checked here so that a bad
+/// one fails the create. SELinux and AppArmor options are accepted and have
+/// no effect: this engine applies neither.
+fn security_opts(hc: &Value) -> Result<SecurityOpts, Error> {
+    let mut out = SecurityOpts {
+        seccomp: Seccomp::Builtin,
+        no_new_privileges: false,
+    };
+    for opt in hc["SecurityOpt"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+    {
+        match opt {
+            "no-new-privileges" => {
+                out.no_new_privileges = true;
+                continue;
+            }
+            "disable" => continue,
+            _ => {}
+        }
+        let Some((key, value)) = opt.split_once('=').or_else(|| opt.split_once(':')) else {
+            return Err(Error::invalid(format!("invalid --security-opt 1: {opt:?}")));
+        };
+        match key {
+            "label" | "apparmor" => {}
+            "seccomp" => {
+                out.seccomp = Seccomp::from_security_opt(value)
+                    .map_err(|e| Error::invalid(format!("invalid seccomp profile: {e}")))?;
+            }
+            "no-new-privileges" => {
+                out.no_new_privileges = go_bool(value)
+                    .ok_or_else(|| Error::invalid(format!("invalid --security-opt 2: {opt:?}")))?;
+            }
+            _ => return Err(Error::invalid(format!("invalid --security-opt 2: {opt:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// The host's init binary for `--init`, as Docker's `exec.LookPath` reports
+/// a missing or unusable one.
+fn check_init_binary(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(Error::internal(format!("exec: \"{p}\": permission denied"))),
+        Err(e) => Err(Error::internal(format!(
+            "exec: \"{p}\": stat {p}: {}",
+            io_reason(&e)
+        ))),
+    }
+}
+
+/// An I/O error's reason the way Go prints it (`no such file or directory`).
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let reason = s.split(" (os error").next().unwrap_or(&s);
+    let mut c = reason.chars();
+    match c.next() {
+        Some(first) => first.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 /// Image env first, then the container's, later keys overriding.
 fn merge_env(image: &Value, container: &Value) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -98,6 +183,7 @@ impl Engine {
         let img = image_config.get("config").cloned().unwrap_or(json!({}));
         let hc = body.get("HostConfig").cloned().unwrap_or(json!({}));
         check_host_config(&hc)?;
+        security_opts(&hc)?;
 
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -389,6 +475,15 @@ impl Engine {
             },
             pids_limit: hc["PidsLimit"].as_i64().filter(|m| *m > 0),
         };
+        let security = security_opts(hc)?;
+        let init = hc["Init"].as_bool().unwrap_or(false);
+        let init_path = if init {
+            let p = self.config().init_path.clone();
+            check_init_binary(&p)?;
+            Some(p)
+        } else {
+            None
+        };
         let runtime = if rec.runtime == "runc" {
             RuntimeKind::Runc {
                 path: "runc".into(),
@@ -411,7 +506,7 @@ impl Engine {
                 user: c["User"].as_str().unwrap_or("").to_string(),
                 tty: rec.tty(),
                 open_stdin: c["OpenStdin"].as_bool().unwrap_or(false),
-                init: hc["Init"].as_bool().unwrap_or(false),
+                init,
             },
             hostname,
             domainname: c["Domainname"].as_str().unwrap_or("").to_string(),
@@ -422,11 +517,7 @@ impl Engine {
             privileged: hc["Privileged"].as_bool().unwrap_or(false),
             cap_add: strs(&hc["CapAdd"]),
             cap_drop: strs(&hc["CapDrop"]),
-            no_new_privileges: strs(&hc["SecurityOpt"]).iter().any(|o| {
-                o == "no-new-privileges"
-                    || o == "no-new-privileges:true"
-                    || o == "no-new-privileges=true"
-            }),
+            no_new_privileges: security.no_new_privileges,
             runtime,
             cgroup_parent: hc["CgroupParent"]
                 .as_str()
@@ -438,6 +529,8 @@ impl Engine {
             etc_hostname: Some(etc.2),
             log_path: self.log_path(&rec.id),
             stop_signal: c["StopSignal"].as_str().map(str::to_string),
+            seccomp: security.seccomp,
+            init_path,
         })
     }
 
@@ -506,4 +599,72 @@ pub fn new_id() -> String {
 
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[&str]) -> Result<SecurityOpts, Error> {
+        security_opts(&json!({ "SecurityOpt": list }))
+    }
+
+    #[test]
+    fn security_opts_like_dockerd() {
+        let o = opts(&[]).unwrap();
+        assert_eq!((o.seccomp, o.no_new_privileges), (Seccomp::Builtin, false));
+        let o = opts(&["no-new-privileges", "seccomp=unconfined", "label=disable"]).unwrap();
+        assert_eq!(
+            (o.seccomp, o.no_new_privileges),
+            (Seccomp::Unconfined, true)
+        );
+        let o = opts(&["no-new-privileges:true", "seccomp:builtin"]).unwrap();
+        assert_eq!((o.seccomp, o.no_new_privileges), (Seccomp::Builtin, true));
+        assert!(
+            !opts(&["no-new-privileges=false"])
+                .unwrap()
+                .no_new_privileges
+        );
+        let profile = r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
+        assert!(matches!(
+            opts(&[profile]).unwrap().seccomp,
+            Seccomp::Custom(_)
+        ));
+
+        let msg = |l: &[&str]| opts(l).unwrap_err().to_string();
+        assert_eq!(msg(&["bogus"]), "invalid --security-opt 1: \"bogus\"");
+        assert_eq!(msg(&["bogus=1"]), "invalid --security-opt 2: \"bogus=1\"");
+        assert_eq!(
+            msg(&["no-new-privileges=maybe"]),
+            "invalid --security-opt 2: \"no-new-privileges=maybe\""
+        );
+        assert_eq!(
+            msg(&[r#"seccomp={"defaultAction":"SCMP_ACT_NOPE"}"#]),
+            "invalid seccomp profile: Unknown seccomp action \"SCMP_ACT_NOPE\" in defaultAction"
+        );
+        assert_eq!(
+            opts(&["seccomp=[1]"]).unwrap_err().kind,
+            servin_api::ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn init_binary_errors_name_the_path() {
+        assert_eq!(
+            check_init_binary(Path::new("/nonexistent/init"))
+                .unwrap_err()
+                .to_string(),
+            "exec: \"/nonexistent/init\": stat /nonexistent/init: no such file or directory"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("init");
+        std::fs::write(&f, "").unwrap();
+        assert!(check_init_binary(&f)
+            .unwrap_err()
+            .to_string()
+            .ends_with("permission denied"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_init_binary(&f).unwrap();
+    }
 }

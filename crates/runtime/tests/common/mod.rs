@@ -111,6 +111,8 @@ impl Fixture {
             etc_resolv_conf: None,
             etc_hostname: None,
             stop_signal: None,
+            seccomp: Default::default(),
+            init_path: None,
         }
     }
 

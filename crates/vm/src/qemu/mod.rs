@@ -288,12 +288,19 @@ impl VmInstance for QemuInstance {
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            if matches!(child.try_wait(), Ok(None)) {
-                if let Ok(mut q) = qmp::Qmp::connect(&qmp_socket, Duration::from_secs(2)) {
-                    let _ = q.execute("quit");
+            // No grace: the guest is dead or hung (or the stop is forced),
+            // so nothing is waited for.
+            let term_grace = if grace.is_zero() {
+                Duration::ZERO
+            } else {
+                if matches!(child.try_wait(), Ok(None)) {
+                    if let Ok(mut q) = qmp::Qmp::connect(&qmp_socket, Duration::from_secs(2)) {
+                        let _ = q.execute("quit");
+                    }
                 }
-            }
-            terminate(&mut child, Duration::from_secs(3));
+                Duration::from_secs(3)
+            };
+            terminate(&mut child, term_grace);
             let _ = std::fs::remove_file(self.dir.join("qemu.pid"));
         }
         self.end_helpers();
