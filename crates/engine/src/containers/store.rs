@@ -1,5 +1,7 @@
 //! The set of containers: in memory behind one lock, each persisted in its
-//! own directory, with a name index.
+//! own directory, with a name index. Records are written to disk (two
+//! fsyncs) outside that lock, under a lock of their own container's, so
+//! writes of different containers overlap instead of queueing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,10 +11,15 @@ use servin_api::Error;
 
 use super::record::ContainerRecord;
 
+/// How many locks order the writes of containers' records (one container
+/// always maps to the same one).
+const WRITE_LOCKS: usize = 64;
+
 #[derive(Debug)]
 pub struct ContainerStore {
     root: PathBuf,
     inner: Mutex<BTreeMap<String, ContainerRecord>>,
+    writes: [Mutex<()>; WRITE_LOCKS],
 }
 
 impl ContainerStore {
@@ -44,11 +51,23 @@ impl ContainerStore {
         Ok(Self {
             root,
             inner: Mutex::new(map),
+            writes: std::array::from_fn(|_| Mutex::new(())),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ContainerRecord>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held across a change of container `id` and its write to disk: the
+    /// record on disk is always the newest.
+    fn write_lock(&self, id: &str) -> MutexGuard<'_, ()> {
+        let h = id
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        self.writes[h % WRITE_LOCKS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
@@ -67,15 +86,22 @@ impl ContainerStore {
 
     /// Adds a new container, refusing a taken name with Docker's 409.
     pub fn insert(&self, rec: ContainerRecord) -> Result<(), Error> {
-        let mut map = self.lock();
-        if let Some(other) = map.values().find(|c| c.name == rec.name) {
-            return Err(Error::conflict(format!(
-                "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                rec.name, other.id
-            )));
+        let _write = self.write_lock(&rec.id);
+        {
+            let mut map = self.lock();
+            if let Some(other) = map.values().find(|c| c.name == rec.name) {
+                return Err(Error::conflict(format!(
+                    "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    rec.name, other.id
+                )));
+            }
+            // Holds the name while the record is written.
+            map.insert(rec.id.clone(), rec.clone());
         }
-        self.persist(&rec)?;
-        map.insert(rec.id.clone(), rec);
+        if let Err(e) = self.persist(&rec) {
+            self.lock().remove(&rec.id);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -85,20 +111,25 @@ impl ContainerStore {
         id: &str,
         change: impl FnOnce(&mut ContainerRecord) -> Result<T, Error>,
     ) -> Result<(T, ContainerRecord), Error> {
-        let mut map = self.lock();
-        let rec = map
-            .get_mut(id)
-            .ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
-        let mut next = rec.clone();
-        let out = change(&mut next)?;
+        let _write = self.write_lock(id);
+        let (out, next) = {
+            let map = self.lock();
+            let rec = map
+                .get(id)
+                .ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+            let mut next = rec.clone();
+            (change(&mut next)?, next)
+        };
         self.persist(&next)?;
-        *rec = next.clone();
+        if let Some(rec) = self.lock().get_mut(id) {
+            *rec = next.clone();
+        }
         Ok((out, next))
     }
 
     pub fn remove(&self, id: &str) -> Result<(), Error> {
-        let mut map = self.lock();
-        map.remove(id);
+        let _write = self.write_lock(id);
+        self.lock().remove(id);
         let dir = self.dir(id);
         std::fs::remove_dir_all(&dir)
             .or_else(|e| {
@@ -116,7 +147,18 @@ impl ContainerStore {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::internal(format!("Cannot create {}: {e}", dir.display())))?;
         let bytes = serde_json::to_vec_pretty(rec).expect("record serialises");
-        servin_image::meta::write_atomic(&dir.join("container.json"), &bytes).map_err(Error::from)
+        let write = || {
+            servin_image::meta::write_atomic(&dir.join("container.json"), &bytes)
+                .map_err(Error::from)
+        };
+        // Callers are often async tasks: let the runtime move its other
+        // tasks off this worker while the fsyncs block it.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(write)
+            }
+            _ => write(),
+        }
     }
 }
 
