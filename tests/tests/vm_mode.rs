@@ -301,6 +301,18 @@ fn vm_config_refuses_bad_input_and_keeps_what_was_there() {
 }
 
 #[test]
+fn vm_verbs_against_a_native_daemon_say_how_to_turn_vm_mode_on() {
+    servin_testkit::require_tools!("servind", "servin");
+    let daemon = Daemon::start(DaemonOpts::default().arg("--mode").arg("native")).unwrap();
+    let servin = Cli::servin(&daemon.host()).unwrap();
+    let out = servin.run(&["vm", "status"]).fails();
+    assert!(
+        out.stderr.contains("runs containers natively") && out.stderr.contains("servin vm enable"),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_missing_guest_image_or_a_foreign_disk_is_a_clear_error() {
     servin_testkit::require_tools!("servind", "docker");
     let empty = tempfile::Builder::new()
