@@ -25,8 +25,8 @@ use clap::{Parser, Subcommand};
 
 use commands::{
     attach, container_prune, cp, create, events, exec, images, import, info, inspect, kill, load,
-    logs, pause, port, prune, ps, pull, push, rename, restart, rm, rmi, run, save, start, stats,
-    stop, tag, top, unpause, version, vm, volume, wait, Ctx,
+    logs, network, pause, port, prune, ps, pull, push, rename, restart, rm, rmi, run, save, start,
+    stats, stop, tag, top, unpause, version, vm, volume, wait, Ctx,
 };
 use connect::Host;
 use usage::{ClapOutcome, StatusError};
@@ -109,6 +109,13 @@ enum Command {
     /// Fetch the logs of a container
     #[command(override_usage = usage::LOGS.full)]
     Logs(logs::Args),
+    /// Manage networks
+    #[command(
+        subcommand_required = true,
+        arg_required_else_help = true,
+        override_usage = "servin network COMMAND"
+    )]
+    Network(network::Args),
     /// Pause all processes within one or more containers
     #[command(override_usage = usage::PAUSE.full)]
     Pause(pause::Args),
@@ -446,6 +453,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Tag(a) => tag::run(&ctx, &u::TAG, a).await,
         Command::Version(a) => version::run(&ctx, &u::VERSION, a).await,
         Command::Vm(a) => vm::run(&ctx, a).await,
+        Command::Network(a) => network::run(&ctx, a).await,
         Command::Image { command } => match command {
             ImageCommand::Import(a) => import::run(&ctx, &u::IMAGE_IMPORT, a).await,
             ImageCommand::Inspect(a) => inspect::run_image(&ctx, &u::IMAGE_INSPECT, a).await,

@@ -131,10 +131,18 @@ usages! {
     VOLUME_INSPECT = "volume inspect", "volume inspect [OPTIONS] VOLUME [VOLUME...]";
     VOLUME_RM = "volume rm", "volume rm [OPTIONS] VOLUME [VOLUME...]";
     VOLUME_PRUNE = "volume prune", "volume prune [OPTIONS]";
+    NETWORK = "network", "network";
+    NETWORK_CONNECT = "network connect", "network connect [OPTIONS] NETWORK CONTAINER";
+    NETWORK_CREATE = "network create", "network create [OPTIONS] NETWORK";
+    NETWORK_DISCONNECT = "network disconnect", "network disconnect [OPTIONS] NETWORK CONTAINER";
+    NETWORK_INSPECT = "network inspect", "network inspect [OPTIONS] NETWORK [NETWORK...]";
+    NETWORK_LS = "network ls", "network ls [OPTIONS]";
+    NETWORK_PRUNE = "network prune", "network prune [OPTIONS]";
+    NETWORK_RM = "network rm", "network rm NETWORK [NETWORK...]";
 }
 
 /// Command groups whose second word names the command.
-const GROUPS: &[&str] = &["image", "container", "volume"];
+const GROUPS: &[&str] = &["image", "container", "volume", "network"];
 
 impl Usage {
     fn command(&self) -> String {
@@ -272,6 +280,11 @@ pub fn usage_for(argv: &[String]) -> Usage {
             "list" => "volume ls".to_string(),
             "remove" => "volume rm".to_string(),
             s => format!("volume {s}"),
+        },
+        ["network", sub] => match *sub {
+            "list" => "network ls".to_string(),
+            "remove" => "network rm".to_string(),
+            s => format!("network {s}"),
         },
         [w, ..] => w.to_string(),
         [] => String::new(),

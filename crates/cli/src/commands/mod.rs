@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod kill;
 pub mod load;
 pub mod logs;
+pub mod network;
 pub mod pause;
 pub mod port;
 pub mod prune;
