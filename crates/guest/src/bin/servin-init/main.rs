@@ -123,7 +123,7 @@ fn main() {
     if let Err(e) = net::configure() {
         say!("warning: network: {e}");
     }
-    setup::write_resolv_conf();
+    setup::write_etc();
 
     let children = Arc::new(Children::default());
     let engine = Arc::new(engine::Engine::new(args.engine_port));

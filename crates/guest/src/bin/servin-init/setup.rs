@@ -144,10 +144,21 @@ pub fn mount_share(share: &Share) -> Result<(), String> {
     mount_fs(&share.tag, target, "virtiofs", MsFlags::empty(), None)
 }
 
-pub fn write_resolv_conf() {
+/// `/etc/resolv.conf` (the user-mode network's DNS) and `/etc/hosts`
+/// (so `localhost:PORT` registries resolve without DNS).
+pub fn write_etc() {
     let [a, b, c, d] = DNS_ADDR;
-    if let Err(e) = std::fs::write("/etc/resolv.conf", format!("nameserver {a}.{b}.{c}.{d}\n")) {
-        say!("warning: cannot write /etc/resolv.conf: {e}");
+    let files = [
+        ("/etc/resolv.conf", format!("nameserver {a}.{b}.{c}.{d}\n")),
+        (
+            "/etc/hosts",
+            "127.0.0.1\tlocalhost servin\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+        ),
+    ];
+    for (path, text) in files {
+        if let Err(e) = std::fs::write(path, text) {
+            say!("warning: cannot write {path}: {e}");
+        }
     }
 }
 
