@@ -36,12 +36,14 @@ fn arg(p: &Path) -> String {
 /// Copy mounts (`containers/<id>/.cp-*`) still mounted or still on disk.
 fn copy_leftovers(env: &Env) -> Vec<String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let containers = env.daemon.data_root().join("containers");
+    // This daemon's only: tests running alongside copy too.
+    let ours = format!("{}/", containers.display());
     let mut left: Vec<String> = mountinfo
         .lines()
-        .filter(|l| l.contains("/.cp-"))
+        .filter(|l| l.contains("/.cp-") && l.contains(&ours))
         .map(str::to_string)
         .collect();
-    let containers = env.daemon.data_root().join("containers");
     for c in std::fs::read_dir(containers).unwrap().flatten() {
         for e in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with(".cp-") {

@@ -185,6 +185,7 @@ impl Engine {
         check_host_config(&hc)?;
         security_opts(&hc)?;
 
+        let name_given = name.is_some_and(|n| !n.is_empty());
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -306,7 +307,21 @@ impl Engine {
             health: None,
         };
         self.prepare_mounts(&rec)?;
-        self.containers().insert(rec)?;
+        // A generated name can clash with one generated at the same moment
+        // for a concurrent create: pick another, as Docker does.
+        let mut rec = rec;
+        while let Err(e) = self.containers().insert(rec.clone()) {
+            if name_given || e.kind != servin_api::ErrorKind::Conflict {
+                return Err(e);
+            }
+            let taken: Vec<String> = self
+                .containers()
+                .all()
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            rec.name = names::generate(&taken);
+        }
         self.emit(crate::Event::container(
             "create",
             &id,
