@@ -269,7 +269,7 @@ fn error_from_body(status: u16, body: &[u8]) -> ApiError {
         message: String,
     }
     let message = match serde_json::from_slice::<Message>(body) {
-        Ok(m) => m.message,
+        Ok(m) => m.message.trim().to_string(),
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     };
     ApiError { status, message }
