@@ -70,6 +70,7 @@ pub async fn connect(host: &Host) -> Result<Client> {
         }
         start_daemon(host).await?;
     }
+    crate::commands::vm::lifecycle::show_boot(host).await;
     let docker = bollard::Docker::connect_with_unix(
         &host.url,
         REQUEST_TIMEOUT_SECS,

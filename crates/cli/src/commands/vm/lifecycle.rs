@@ -9,13 +9,38 @@ use serde::Deserialize;
 use servin_vm::size::human;
 use tokio::io::AsyncBufReadExt as _;
 
-use super::request;
+use super::{request, request_host};
 use crate::client::body_reader;
 use crate::commands::Ctx;
+use crate::connect::Host;
 
 /// Starts (or restarts) the VM, showing each boot step on stderr.
 pub async fn start(ctx: &Ctx, route: &str) -> Result<()> {
-    let resp = request(ctx, Method::POST, route).await?;
+    start_host(&ctx.host, route).await
+}
+
+/// Before a command's first API request: when the daemon is a VM bridge
+/// whose VM is not running, starts it here so the boot steps show on stderr
+/// (the request would otherwise wait in silence). Does nothing for a
+/// native daemon; a failed start is left for the command's own request to
+/// report.
+pub async fn show_boot(host: &Host) {
+    let Ok(resp) = request_host(host, Method::GET, "status").await else {
+        return;
+    };
+    let Ok(body) = resp.into_body().collect().await else {
+        return;
+    };
+    let state = serde_json::from_slice::<serde_json::Value>(&body.to_bytes())
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_string));
+    if state.is_some_and(|s| s != "running") {
+        let _ = start_host(host, "start").await;
+    }
+}
+
+async fn start_host(host: &Host, route: &str) -> Result<()> {
+    let resp = request_host(host, Method::POST, route).await?;
     let mut lines = tokio::io::BufReader::new(body_reader(resp.into_body())).lines();
     while let Some(line) = lines.next_line().await? {
         let v: serde_json::Value = match serde_json::from_str(&line) {

@@ -77,13 +77,22 @@ pub async fn request(
     method: Method,
     route: &str,
 ) -> Result<hyper::Response<hyper::body::Incoming>> {
+    request_host(&ctx.host, method, route).await
+}
+
+/// [`request`] for a daemon address.
+pub async fn request_host(
+    host: &crate::connect::Host,
+    method: Method,
+    route: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>> {
     let req = Request::builder()
         .method(method)
         .uri(format!("/servin/vm/{route}"))
         .header("Host", "docker")
         .header("User-Agent", concat!("servin/", env!("CARGO_PKG_VERSION")))
         .body(empty_body())?;
-    let resp = client::send(&ctx.host.socket, &ctx.host.url, req).await?;
+    let resp = client::send(&host.socket, &host.url, req).await?;
     let status = resp.status().as_u16();
     if status < 400 {
         return Ok(resp);
@@ -91,7 +100,7 @@ pub async fn request(
     if status == 404 && !route.is_empty() && !is_bridge(&resp) {
         anyhow::bail!(
             "The daemon at {} runs containers natively, not in a VM: turn VM mode on with `servin vm enable` and restart servind (or start it with --mode vm)",
-            ctx.host.url
+            host.url
         );
     }
     let body: Bytes = resp.into_body().collect().await?.to_bytes();
