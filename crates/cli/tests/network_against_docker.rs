@@ -266,7 +266,8 @@ fn create_checks(d: &Daemon) {
             .replace("fd00:231:3::", "fd00:231:5::")
     );
 
-    // Refused, before or by the daemon, in docker's words.
+    // Refused, before or by the daemon, in docker's words. (Not an unknown
+    // driver: the daemon spends 15 s looking for a plugin, twice.)
     let taken = format!("{p}-full-d");
     for args in [
         &["network", "create"][..],
@@ -327,7 +328,6 @@ fn create_checks(d: &Daemon) {
             "x",
         ],
         &["network", "create", "host"],
-        &["network", "create", "-d", "nosuchdriver", "x"],
         &["network", "create", &taken],
     ] {
         d.assert_same(args);
