@@ -436,6 +436,27 @@ fn inspect_checks(d: &Daemon) {
         ],
         &["network", "inspect", "-f", "{{json .Labels}}", &full],
         &["network", "inspect", "-f", "{{.Nope}}", &full],
+        // Templates see docker's typed struct first, then the raw JSON.
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{.IPAM.Config}} {{.IPAM}}",
+            &full,
+            &two,
+        ],
+        &["network", "inspect", "-f", "{{.Created}} {{.ID}}", &full],
+        &["network", "inspect", "-f", "{{.Id}}", &full],
+        &["network", "inspect", "-f", "{{.ID}} {{.Id}}", &full],
+        &["network", "inspect", "-f", "{{json .}}", &full, &two],
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{.ConfigFrom}} {{.Peers}} {{.Labels.nope}}",
+            &full,
+        ],
+        &["network", "inspect", "-f", "{{.}}", &full],
         &["network", "inspect", "-v", &full],
         &["network", "inspect", "nosuchnet"],
         &["network", "inspect", &full, "nosuchnet", &two],
@@ -581,6 +602,8 @@ fn remove_checks(d: &Daemon) {
         "1000",
     ]);
     d.assert_same(&["network", "rm", &busy]);
+    d.assert_same(&["network", "inspect", "-f", "{{.Containers}}", &busy]);
+    d.assert_same(&["network", "inspect", "-f", "{{json .Containers}}", &busy]);
     d.docker_ok(&["rm", "-f", &format!("{p}-runner")]);
     let out = d.servin(&["network", "rm", &busy]);
     assert_eq!(

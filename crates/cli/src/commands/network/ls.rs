@@ -78,7 +78,7 @@ fn header() -> Value {
 
 /// Go's `time.Time.String()` of an RFC 3339 timestamp as decoded by Go:
 /// "2026-11-29 06:25:01.3308885 +0000 UTC".
-fn go_time(rfc3339: &str) -> String {
+pub(super) fn go_time(rfc3339: &str) -> String {
     let t = DateTime::parse_from_rfc3339(rfc3339).unwrap_or_else(|_| {
         DateTime::<FixedOffset>::parse_from_rfc3339("0001-01-01T00:00:00Z").expect("valid")
     });
