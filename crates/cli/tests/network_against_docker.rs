@@ -39,8 +39,11 @@ impl Drop for Cleanup<'_> {
         if args.len() > 2 {
             let _ = d.docker(&args);
         }
-        for id in ours(d) {
-            let _ = d.docker(&["network", "rm", &id]);
+        // Twice: a configuration-only network goes once its users are gone.
+        for _ in 0..2 {
+            for id in ours(d) {
+                let _ = d.docker(&["network", "rm", &id]);
+            }
         }
         let _ = d.docker(&["rmi", "-f", IMAGE]);
     }
@@ -266,6 +269,32 @@ fn create_checks(d: &Daemon) {
             .replace("fd00:231:3::", "fd00:231:5::")
     );
 
+    // A network built from a configuration-only one (one each: two
+    // networks from one configuration would share its subnet).
+    let base = format!("{p}-from");
+    for (tool, net) in [("d", "10.231.11.0/24"), ("s", "10.231.12.0/24")] {
+        d.docker_ok(&[
+            "network",
+            "create",
+            "--config-only",
+            "--subnet",
+            net,
+            &format!("{base}-{tool}-cfg"),
+        ]);
+    }
+    assert_same_each(
+        d,
+        &base,
+        &["network", "create", "--config-from", "{}-cfg", "{}"],
+        &[],
+    );
+    assert_eq!(
+        settings(&format!("{base}-s")),
+        settings(&format!("{base}-d"))
+            .replace("10.231.11.", "10.231.12.")
+            .replace(&format!("{base}-d-cfg"), &format!("{base}-s-cfg"))
+    );
+
     // Refused, before or by the daemon, in docker's words. (Not an unknown
     // driver: the daemon spends 15 s looking for a plugin, twice.)
     let taken = format!("{p}-full-d");
@@ -320,6 +349,15 @@ fn create_checks(d: &Daemon) {
         &["network", "create", "--internal=maybe", "x"],
         &["network", "create", "--bogus", "x"],
         &["network", "create", "--subnet", "bogus", "x"],
+        &[
+            "network",
+            "create",
+            "--config-from",
+            "x",
+            "--label",
+            "a=b",
+            "y",
+        ],
         &[
             "network",
             "create",
