@@ -563,6 +563,18 @@ fn cp_reads_and_writes_through_volumes_binds_and_tmpfs() {
         refused.stderr.trim_end(),
         "Error response from daemon: mounted volume is marked read-only"
     );
+    // The whole filesystem, copied at once, carries the mounts' contents.
+    let whole = out.path().join("whole");
+    env.docker.run(&["cp", "cpm:/.", &arg(&whole)]).ok();
+    assert_eq!(
+        std::fs::read_to_string(whole.join("data/v.txt")).unwrap(),
+        "in-volume\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(whole.join("bind/from-bind.txt")).unwrap(),
+        "bound\n"
+    );
+    assert!(whole.join("bin/busybox").is_file());
     let ro_files: Vec<_> = std::fs::read_dir(ro.path())
         .unwrap()
         .flatten()

@@ -21,9 +21,10 @@
 //! are empty then, so their paths show the root filesystem beneath, as in
 //! Docker. A write below a read-only mount is refused as Docker refuses it.
 //!
-//! Not covered yet: a directory copied whole shows a stopped container's
-//! mounts below it as the empty mount points they are in its root
-//! filesystem, and `copyUIDGID` (`docker cp -a`).
+//! A directory copied whole carries the mounts below it (a stopped
+//! container's walk enters their sources).
+//!
+//! Not covered yet: `copyUIDGID` (`docker cp -a`).
 
 mod mounts;
 mod resolve;
@@ -454,7 +455,7 @@ impl Engine {
         let (engine, name, path) = (self.clone(), name.to_string(), path.to_string());
         let event_rec = rec.clone();
         let out = spawn_tar(move || {
-            let view = engine.filesystem_view(&rec, false, true)?;
+            let mut view = engine.filesystem_view(&rec, false, true)?;
             let (target, meta) = locate(&view.root, &view.redirects, &path)
                 .map_err(|e| not_found(e, &path, &name))?;
             let stat = path_stat(&view.root, &view.redirects, &path, &meta);
@@ -462,7 +463,8 @@ impl Engine {
             // The root itself is archived as `/`, its entries as `/bin`, …
             let top = if shown == "/" { String::new() } else { shown };
             let produce: Producer = Box::new(move |w| {
-                let mut tar = tarball::TarWriter::new(w);
+                let redirects = std::mem::take(&mut view.redirects);
+                let mut tar = tarball::TarWriter::with_mounts(w, redirects, target.rel.clone());
                 tar.add(&target.dir, target.name.as_deref(), top.as_bytes())?;
                 // Unmounted before the client can see the archive end.
                 drop(target);

@@ -74,7 +74,11 @@ impl Redirects {
         self.0.push((rel, source));
     }
 
-    fn source(&self, rel: &Path) -> Option<&Path> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn source(&self, rel: &Path) -> Option<&Path> {
         // The last mount on a destination hides earlier ones, as in the container.
         self.0
             .iter()
@@ -85,7 +89,7 @@ impl Redirects {
 }
 
 /// What a redirected `rel` is: a directory to enter, or a file to name.
-fn redirected(source: &Path, rel: PathBuf) -> io::Result<Target> {
+pub(super) fn redirected(source: &Path, rel: PathBuf) -> io::Result<Target> {
     if std::fs::metadata(source)?.is_dir() {
         return Ok(Target {
             dir: Dir::open(source)?,

@@ -10,8 +10,10 @@ use std::fs::Metadata;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::resolve::{redirected, Redirects};
 use super::Dir;
 
 const BLOCK: usize = 512;
@@ -161,6 +163,10 @@ pub(super) struct TarWriter<W: Write> {
     out: W,
     /// First name of each multiply-linked file, for hard links.
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// Mounts a walk enters in their sources (a stopped container's), and
+    /// where below the container's root the walk is.
+    redirects: Redirects,
+    rel: PathBuf,
 }
 
 impl<W: Write> TarWriter<W> {
@@ -168,6 +174,18 @@ impl<W: Write> TarWriter<W> {
         Self {
             out,
             links: HashMap::new(),
+            redirects: Redirects::default(),
+            rel: PathBuf::new(),
+        }
+    }
+
+    /// A writer whose walks take `redirects` for the mounts below `rel`,
+    /// the container path of what is added first.
+    pub(super) fn with_mounts(out: W, redirects: Redirects, rel: PathBuf) -> Self {
+        Self {
+            redirects,
+            rel,
+            ..Self::new(out)
         }
     }
 
@@ -200,6 +218,21 @@ impl<W: Write> TarWriter<W> {
         name: Option<&OsStr>,
         tar_name: &[u8],
     ) -> io::Result<()> {
+        // A mount below the top of the walk: its source stands in for it.
+        let mounted = match name {
+            Some(_) if !self.redirects.is_empty() => {
+                self.redirects.source(&self.rel).map(Path::to_path_buf)
+            }
+            _ => None,
+        };
+        if let Some(source) = mounted {
+            let t = redirected(&source, self.rel.clone())?;
+            return self.add_plain(&t.dir, t.name.as_deref(), tar_name);
+        }
+        self.add_plain(dir, name, tar_name)
+    }
+
+    fn add_plain(&mut self, dir: &Dir, name: Option<&OsStr>, tar_name: &[u8]) -> io::Result<()> {
         let meta = match name {
             Some(n) => dir.lstat(n)?,
             None => dir.stat()?,
@@ -273,7 +306,10 @@ impl<W: Write> TarWriter<W> {
                 None => Vec::new(),
             };
             tar_name.extend_from_slice(n.as_bytes());
-            self.add(dir, Some(&n), &tar_name)?;
+            self.rel.push(&n);
+            let res = self.add(dir, Some(&n), &tar_name);
+            self.rel.pop();
+            res?;
         }
         Ok(())
     }
