@@ -23,10 +23,20 @@ pub struct ConnectArgs {
     #[arg(long = "gw-priority", value_name = "int", allow_hyphen_values = true)]
     gw_priority: Option<String>,
     /// IPv4 address (e.g., "172.30.100.104")
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(
+        long,
+        value_name = "string",
+        default_value = "",
+        hide_default_value = true
+    )]
     ip: String,
     /// IPv6 address (e.g., "2001:db8::33")
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(
+        long,
+        value_name = "string",
+        default_value = "",
+        hide_default_value = true
+    )]
     ip6: String,
     /// Add link to another container
     #[arg(long, value_name = "list")]

@@ -22,7 +22,12 @@ pub struct Args {
     #[arg(long = "aux-address", value_name = "map")]
     aux_address: Vec<String>,
     /// The network from which to copy the configuration
-    #[arg(long = "config-from", value_name = "string", default_value = "")]
+    #[arg(
+        long = "config-from",
+        value_name = "string",
+        default_value = "",
+        hide_default_value = true
+    )]
     config_from: String,
     /// Create a configuration only network
     #[arg(long = "config-only", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "bool")]
@@ -61,7 +66,12 @@ pub struct Args {
     #[arg(short, long, value_name = "map")]
     opt: Vec<String>,
     /// Control the network's scope
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(
+        long,
+        value_name = "string",
+        default_value = "",
+        hide_default_value = true
+    )]
     scope: String,
     /// Subnet in CIDR format that represents a network segment
     #[arg(long, value_name = "strings")]
