@@ -338,6 +338,17 @@ fn guest_boots_serves_the_engine_on_vsock_and_keeps_its_disk() {
     assert!(stats.disk_size > 1 << 30 && stats.disk_used < stats.disk_size);
     assert!(stats.mem_total > 0 && stats.mem_available <= stats.mem_total);
 
+    // SHELL: a login shell on a pty of the asked size, bytes both ways.
+    let mut sh = vm.connect(CONTROL_PORT);
+    sh.write_all(b"SHELL 24 80\n").unwrap();
+    assert_eq!(read_line(&mut sh), "OK\n");
+    sh.write_all(b"echo size=$(busybox stty size) sum=$((6*7))\nexit\n")
+        .unwrap();
+    let mut out = Vec::new();
+    sh.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("size=24 80 sum=42"), "{out:?}");
+
     let (status, body) = vm.http(
         "POST",
         "/volumes/create",

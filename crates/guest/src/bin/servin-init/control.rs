@@ -147,6 +147,9 @@ fn shell(mut conn: VsockStream, children: &Children, rows: u16, cols: u16) -> Re
     let (pid, _exited) = children
         .spawn(&mut cmd)
         .map_err(|e| format!("Cannot start /bin/sh: {e}"))?;
+    // The Command holds copies of the slave side: the master reads EIO
+    // (the shell is gone) only once every copy is closed.
+    drop(cmd);
     drop(slave);
     reply(&mut conn, ControlResponse::Ok(String::new()));
 
