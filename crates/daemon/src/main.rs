@@ -38,6 +38,10 @@ async fn main() -> anyhow::Result<()> {
     let engine = servin_engine::Engine::open(settings.engine_config())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("Cannot open the engine")?;
+    // Before containers are restored: running ones keep their addresses.
+    if let Err(e) = engine.open_networks(settings.network.clone()).await {
+        tracing::error!(error = %e, "container networking is not available");
+    }
     engine.restore();
     server::serve(engine, &settings).await
 }

@@ -43,6 +43,21 @@ pub struct Args {
     /// registries (127.0.0.1:PORT, localhost:PORT) are reached there.
     #[arg(long)]
     pub host_gateway: Option<std::net::IpAddr>,
+    /// nftables table for NAT, published ports and isolation (default
+    /// `servin`).
+    #[arg(long)]
+    pub nft_table: Option<String>,
+    /// Bridges are PREFIX0 (the default network) and PREFIX-ID (default
+    /// `servin`).
+    #[arg(long)]
+    pub bridge_prefix: Option<String>,
+    /// Host ends of containers' veth pairs are PREFIX… (default `veth`).
+    #[arg(long)]
+    pub veth_prefix: Option<String>,
+    /// The default bridge network's subnet, CIDR (Docker's `--bip`);
+    /// default: the first free of Docker's pools, 172.17.0.0/16 first.
+    #[arg(long)]
+    pub bip: Option<String>,
 }
 
 /// The optional TOML file.
@@ -54,6 +69,10 @@ struct FileSettings {
     insecure_registries: Option<Vec<String>>,
     log_level: Option<String>,
     init_path: Option<PathBuf>,
+    nft_table: Option<String>,
+    bridge_prefix: Option<String>,
+    veth_prefix: Option<String>,
+    bip: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +93,8 @@ pub struct Settings {
     pub log_level: String,
     pub host_gateway: Option<std::net::IpAddr>,
     pub init_path: PathBuf,
+    /// Container networking (native mode).
+    pub network: servin_engine::NetworkConfig,
 }
 
 impl Settings {
@@ -127,6 +148,31 @@ impl Settings {
             Some("vm") => Mode::Vm,
             Some(other) => bail!("Invalid mode {other:?}: expected native, vm or auto"),
         };
+        let mut network = servin_engine::NetworkConfig::new(&data_root);
+        if let Some(t) = args.nft_table.or(file.nft_table) {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                bail!("Invalid nft table name {t:?}: use letters, digits and '_'");
+            }
+            network.table = t;
+        }
+        if let Some(p) = args.bridge_prefix.or(file.bridge_prefix) {
+            if p.is_empty() || p.len() > 10 || !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                bail!("Invalid bridge prefix {p:?}: 1 to 10 letters or digits");
+            }
+            network.bridge_prefix = p;
+        }
+        if let Some(p) = args.veth_prefix.or(file.veth_prefix) {
+            if p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                bail!("Invalid veth prefix {p:?}: 1 to 9 letters or digits");
+            }
+            network.veth_prefix = p;
+        }
+        if let Some(b) = args.bip.or(file.bip) {
+            let net: servin_engine::NetworkSubnet = b
+                .parse()
+                .with_context(|| format!("Invalid --bip {b:?}: expected an IPv4 CIDR"))?;
+            network.default_subnet = Some(net.trunc());
+        }
         let mut insecure_registries = file.insecure_registries.unwrap_or_default();
         insecure_registries.extend(args.insecure_registries);
         Ok(Self {
@@ -144,6 +190,7 @@ impl Settings {
                 .init_path
                 .or(file.init_path)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_INIT_PATH)),
+            network,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod containers;
 mod events;
 pub mod filters;
 mod images;
+mod networks;
 mod system;
 mod transfer;
 mod volumes;
@@ -23,6 +24,7 @@ use servin_image::{ImageStore, RegistryConfig};
 
 pub use events::{Event, EventActor};
 pub use images::{ImageFilter, ListOptions};
+pub use networks::{NetworkConfig, NetworkSubnet};
 pub use system::BuildInfo;
 
 /// How many past events `/events?since=` can replay.
@@ -60,6 +62,8 @@ struct Inner {
     /// The last events, for `/events?since=` (Docker keeps a window too).
     recent: std::sync::Mutex<std::collections::VecDeque<Event>>,
     started: SystemTime,
+    /// Container networking, once [`Engine::open_networks`] ran.
+    net: networks::NetState,
 }
 
 impl Engine {
@@ -86,6 +90,7 @@ impl Engine {
                 events,
                 recent: Default::default(),
                 started: SystemTime::now(),
+                net: Default::default(),
             }),
         })
     }

@@ -130,8 +130,10 @@ pub fn spec(
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if c.network != NetworkMode::Host {
-        namespaces.push(json!({"type": "network"}));
+    match &c.network {
+        NetworkMode::Host => {}
+        NetworkMode::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
+        NetworkMode::None | NetworkMode::Private => namespaces.push(json!({"type": "network"})),
     }
     let mut linux = json!({
         "namespaces": namespaces,
@@ -505,6 +507,28 @@ mod tests {
                 .len()
                 > 30
         );
+    }
+
+    #[test]
+    fn joined_network_namespace_is_a_path() {
+        let mut c = sample();
+        c.network = NetworkMode::Join("/data/containers/x/netns".into());
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        let net: Vec<&serde_json::Value> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] == "network")
+            .collect();
+        assert_eq!(net.len(), 1);
+        assert_eq!(net[0]["path"], "/data/containers/x/netns");
+        c.network = NetworkMode::Private;
+        let v = serde_json::to_value(spec(&c, &root(), Path::new("/r"), host()).unwrap()).unwrap();
+        assert!(v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network" && n["path"].is_null()));
     }
 
     #[test]

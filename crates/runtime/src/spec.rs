@@ -106,7 +106,7 @@ impl MountSpec {
 }
 
 /// Which network namespace the container gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
     /// A new network namespace with only `lo`, up.
@@ -115,6 +115,10 @@ pub enum NetworkMode {
     Host,
     /// A new network namespace with `lo` up; interfaces are added by the engine.
     Private,
+    /// An existing network namespace: a pinned one the engine made and
+    /// wired (`containers/<id>/netns`), or another container's
+    /// (`/proc/PID/ns/net`).
+    Join(std::path::PathBuf),
 }
 
 /// cgroup limits, as Docker's `HostConfig` names them.

@@ -39,14 +39,130 @@ impl DaemonOpts {
     }
 }
 
+/// Test bridges are named `svtb<tag>0` and `svtb<tag>-<id>`.
+pub const TEST_BRIDGE_PREFIX: &str = "svtb";
+/// Test veths (host ends) are named `svtv<tag>…`.
+pub const TEST_VETH_PREFIX: &str = "svtv";
+/// Test nftables tables are named `servintest_<tag>`.
+pub const TEST_NFT_PREFIX: &str = "servintest_";
+
+/// The network names a test daemon uses, its own so that daemons running
+/// in parallel (and a real servind) do not meet: `--nft-table`,
+/// `--bridge-prefix`, `--veth-prefix` and `--bip` (a /24 of 10.200.0.0/13
+/// no host route covers).
+#[derive(Debug, Clone)]
+pub struct TestNetwork {
+    pub table: String,
+    pub bridge_prefix: String,
+    pub veth_prefix: String,
+    /// The default bridge's subnet, e.g. `10.201.7.0/24`.
+    pub subnet: String,
+}
+
+impl TestNetwork {
+    fn pick() -> TestNetwork {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let routes = std::process::Command::new("ip")
+            .args(["-4", "route", "show", "table", "all"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let mut h = nanos ^ (u64::from(std::process::id()) << 32);
+            h ^= COUNT
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            h ^= h >> 29;
+            let tag = format!("{:05x}", h & 0xfffff);
+            let (a, b) = (200 + (h >> 20) % 8, (h >> 23) % 256);
+            let prefix = format!("10.{a}.{b}.");
+            if routes.contains(&prefix) {
+                continue;
+            }
+            return TestNetwork {
+                table: format!("{TEST_NFT_PREFIX}{tag}"),
+                bridge_prefix: format!("{TEST_BRIDGE_PREFIX}{tag}"),
+                veth_prefix: format!("{TEST_VETH_PREFIX}{tag}"),
+                subnet: format!("{prefix}0/24"),
+            };
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        [
+            "--nft-table",
+            &self.table,
+            "--bridge-prefix",
+            &self.bridge_prefix,
+            "--veth-prefix",
+            &self.veth_prefix,
+            "--bip",
+            &self.subnet,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// This daemon's links still present (bridges and veths).
+    pub fn links(&self) -> Vec<String> {
+        let out = std::process::Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n.starts_with(&self.bridge_prefix) || n.starts_with(&self.veth_prefix))
+            .collect()
+    }
+
+    /// Whether this daemon's nftables table is present on the host.
+    pub fn table_present(&self) -> bool {
+        std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim() == format!("table ip {}", self.table))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Deletes this daemon's links and table (after the daemon is gone).
+    fn clean(&self) {
+        for link in self.links() {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &link])
+                .stderr(Stdio::null())
+                .status();
+        }
+        if self.table_present() {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "ip", &self.table])
+                .status();
+        }
+    }
+}
+
 /// A running `servind --data-root TMP/root -H unix://TMP/servin.sock`,
-/// logging to `TMP/servind.log`. Dropping it stops the daemon, kills
-/// whatever still runs from its temp dir, detaches leftover mounts and
-/// removes the dir.
+/// logging to `TMP/servind.log`, with network names of its own
+/// ([`TestNetwork`]) unless the options pass `--nft-table`. Dropping it
+/// stops the daemon, kills whatever still runs from its temp dir, detaches
+/// leftover mounts, deletes its bridges, veths and nft table and removes
+/// the dir.
 pub struct Daemon {
     child: Option<Child>,
     bin: PathBuf,
     opts: DaemonOpts,
+    net: Option<TestNetwork>,
     // Last field: removed after the process is gone.
     dir: tempfile::TempDir,
 }
@@ -59,10 +175,12 @@ impl Daemon {
             None => crate::bin_path("servind")?,
         };
         let dir = crate::temp_dir("daemon")?;
+        let net = (!opts.args.iter().any(|a| a == "--nft-table")).then(TestNetwork::pick);
         let mut daemon = Daemon {
             child: None,
             bin,
             opts,
+            net,
             dir,
         };
         daemon.spawn()?;
@@ -80,6 +198,7 @@ impl Daemon {
             .arg(self.data_root())
             .arg("-H")
             .arg(self.host())
+            .args(self.net.iter().flat_map(TestNetwork::args))
             .args(&self.opts.args)
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -115,6 +234,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// The daemon's own network names, unless its options chose them.
+    pub fn network(&self) -> Option<&TestNetwork> {
+        self.net.as_ref()
     }
 
     /// The unix socket path.
@@ -199,5 +323,8 @@ impl Drop for Daemon {
             process::terminate(&mut child, Duration::from_secs(10));
         }
         process::scrub(self.dir.path(), "Daemon drop");
+        if let Some(net) = &self.net {
+            net.clean();
+        }
     }
 }

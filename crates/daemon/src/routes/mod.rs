@@ -4,6 +4,7 @@ mod archive;
 mod containers;
 mod exec;
 mod images;
+mod networks;
 mod stream;
 mod system;
 mod volumes;
@@ -23,6 +24,7 @@ pub fn router(engine: Engine) -> Router {
         .merge(archive::routes())
         .merge(exec::routes())
         .merge(volumes::routes())
+        .merge(networks::routes())
         .fallback(not_found)
         .with_state(engine)
 }

@@ -56,10 +56,6 @@ fn check_host_config(hc: &Value) -> Result<(), Error> {
             "Range of CPUs is from 0.01 to the number of CPUs available",
         ));
     }
-    let mode = hc["NetworkMode"].as_str().unwrap_or("");
-    if !matches!(mode, "" | "default" | "bridge" | "none" | "host") {
-        return Err(Error::not_found(format!("network {mode} not found")));
-    }
     if let Some(rp) = hc["RestartPolicy"]["Name"].as_str() {
         if !matches!(rp, "" | "no" | "always" | "on-failure" | "unless-stopped") {
             return Err(Error::invalid(format!("invalid restart policy '{rp}'")));
@@ -181,9 +177,13 @@ impl Engine {
         }
         let (image, image_config) = self.image(image_name)?;
         let img = image_config.get("config").cloned().unwrap_or(json!({}));
-        let hc = body.get("HostConfig").cloned().unwrap_or(json!({}));
+        let mut hc = body.get("HostConfig").cloned().unwrap_or(json!({}));
         check_host_config(&hc)?;
         security_opts(&hc)?;
+        let networking = self.check_networking(&hc, body)?;
+        if hc.is_object() {
+            hc["NetworkMode"] = json!(crate::networks::network_mode(&hc));
+        }
 
         let name_given = name.is_some_and(|n| !n.is_empty());
         let name = match name.filter(|n| !n.is_empty()) {
@@ -209,6 +209,16 @@ impl Engine {
         let mut config: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
         config.remove("HostConfig");
         config.remove("NetworkingConfig");
+        if let Some(n) = networking {
+            config.insert("NetworkingConfig".into(), n);
+        }
+        let mut exposed = img["ExposedPorts"].as_object().cloned().unwrap_or_default();
+        if let Some(own) = body["ExposedPorts"].as_object() {
+            exposed.extend(own.clone());
+        }
+        if !exposed.is_empty() {
+            config.insert("ExposedPorts".into(), Value::Object(exposed));
+        }
         let has_entrypoint = !body["Entrypoint"].is_null();
         let entrypoint = if has_entrypoint {
             body["Entrypoint"].clone()
@@ -445,8 +455,13 @@ impl Engine {
         Ok(out)
     }
 
-    /// The runtime's view of a container, built at each start.
-    pub(crate) fn runtime_spec(&self, rec: &ContainerRecord) -> Result<ContainerSpec, Error> {
+    /// The runtime's view of a container, built at each start, in the
+    /// network sandbox [`Engine::setup_network`] made.
+    pub(crate) fn runtime_spec(
+        &self,
+        rec: &ContainerRecord,
+        sandbox: &crate::networks::Sandbox,
+    ) -> Result<ContainerSpec, Error> {
         let dir = self.containers().dir(&rec.id);
         let store = self.image_store();
         let image = store.resolve(&rec.image_id)?;
@@ -466,13 +481,18 @@ impl Engine {
         };
         let mut args = strs(&c["Entrypoint"]);
         args.extend(strs(&c["Cmd"]));
-        let hostname = c["Hostname"].as_str().unwrap_or(&rec.id[..12]).to_string();
-        let network = match hc["NetworkMode"].as_str().unwrap_or("") {
-            "host" => NetworkMode::Host,
-            "none" => NetworkMode::None,
-            _ => NetworkMode::Private,
+        let mut hostname = c["Hostname"].as_str().unwrap_or(&rec.id[..12]).to_string();
+        let network = sandbox.mode.clone();
+        let etc = match &sandbox.share_from {
+            Some(other) => {
+                let etc = crate::networks::shared_etc(other, &dir)?;
+                if let Ok(h) = std::fs::read_to_string(&etc.2) {
+                    hostname = h.trim().to_string();
+                }
+                etc
+            }
+            None => self.write_etc_files(rec, &dir, &hostname, sandbox)?,
         };
-        let etc = self.write_etc_files(rec, &dir, &hostname, network == NetworkMode::Host)?;
         let nano = hc["NanoCpus"].as_i64().unwrap_or(0);
         let resources = Resources {
             memory: hc["Memory"].as_i64().filter(|m| *m > 0),
@@ -558,8 +578,9 @@ impl Engine {
         rec: &ContainerRecord,
         dir: &Path,
         hostname: &str,
-        host_network: bool,
+        sandbox: &crate::networks::Sandbox,
     ) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf), Error> {
+        let host_network = sandbox.mode == NetworkMode::Host;
         let io = |p: &Path, e: std::io::Error| {
             Error::internal(format!("Cannot write {}: {e}", p.display()))
         };
@@ -567,9 +588,7 @@ impl Engine {
         let mut text = if host_network {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-            )
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
         };
         for extra in rec.host_config["ExtraHosts"]
             .as_array()
@@ -577,24 +596,46 @@ impl Engine {
             .flatten()
             .filter_map(|v| v.as_str())
         {
-            if let Some((h, ip)) = extra.split_once(':') {
+            // `host:ip` (or `host=ip`, newer CLIs); `host-gateway` is the
+            // default bridge's gateway, as Docker has it.
+            let split = match (extra.split_once('='), extra.split_once(':')) {
+                (Some(a), Some(b)) => Some(if a.0.len() < b.0.len() { a } else { b }),
+                (a, b) => a.or(b),
+            };
+            if let Some((h, ip)) = split {
+                let ip = match ip {
+                    "host-gateway" => {
+                        self.host_gateway_ip()
+                            .map(|g| g.to_string())
+                            .ok_or_else(|| {
+                                Error::invalid("unable to derive the IP value for host-gateway")
+                            })?
+                    }
+                    other => other
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string(),
+                };
                 text.push_str(&format!("{ip}\t{h}\n"));
+            }
+        }
+        if !host_network {
+            if sandbox.endpoints.is_empty() {
+                text.push_str(&format!("127.0.1.1\t{hostname}\n"));
+            }
+            for e in &sandbox.endpoints {
+                text.push_str(&format!("{}\t{hostname}\n", e.ip));
             }
         }
         std::fs::write(&hosts, text).map_err(|e| io(&hosts, e))?;
         let resolv = dir.join("resolv.conf");
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let dns: Vec<String> = rec.host_config["Dns"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
-        let text = if dns.is_empty() {
-            host_resolv
-        } else {
-            dns.iter().map(|d| format!("nameserver {d}\n")).collect()
-        };
+        let text = crate::networks::resolv_conf(
+            &rec.host_config,
+            &host_resolv,
+            sandbox.embedded_dns,
+            host_network,
+        );
         std::fs::write(&resolv, text).map_err(|e| io(&resolv, e))?;
         let hn = dir.join("hostname");
         std::fs::write(&hn, format!("{hostname}\n")).map_err(|e| io(&hn, e))?;

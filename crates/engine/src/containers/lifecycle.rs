@@ -106,15 +106,30 @@ impl Engine {
             // Docker answers 304 Not Modified; the route maps this kind.
             return Err(Error::new(ErrorKind::Conflict, "container already started"));
         }
-        let spec = self.runtime_spec(&rec)?;
+        // A network that cannot be set up (a host port taken) fails the
+        // start with nothing made, and the container keeps its state.
+        let sandbox = self.setup_network(&rec).await?;
+        let spec = match self.runtime_spec(&rec, &sandbox) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.release_network(&rec.id).await;
+                return Err(e);
+            }
+        };
         let shim_bin = self.config().shim_binary.clone();
         let client =
             match tokio::task::spawn_blocking(move || servin_runtime::spawn_shim(&spec, &shim_bin))
                 .await
             {
                 Ok(Ok(c)) => std::sync::Arc::new(c),
-                Ok(Err(e)) => return Err(self.record_failed_start(&rec.id, e)),
-                Err(e) => return Err(Error::internal(format!("Blocking task failed: {e}"))),
+                Ok(Err(e)) => {
+                    self.release_network(&rec.id).await;
+                    return Err(self.record_failed_start(&rec.id, e));
+                }
+                Err(e) => {
+                    self.release_network(&rec.id).await;
+                    return Err(Error::internal(format!("Blocking task failed: {e}")));
+                }
             };
         let pending: Vec<PendingAttach> = self.take_pending_attaches(&rec.id);
         for p in pending {
@@ -127,8 +142,14 @@ impl Engine {
         let c = client.clone();
         let pid = match tokio::task::spawn_blocking(move || c.start()).await {
             Ok(Ok(pid)) => pid,
-            Ok(Err(e)) => return Err(self.record_failed_start(&rec.id, e)),
-            Err(e) => return Err(Error::internal(format!("Blocking task failed: {e}"))),
+            Ok(Err(e)) => {
+                self.release_network(&rec.id).await;
+                return Err(self.record_failed_start(&rec.id, e));
+            }
+            Err(e) => {
+                self.release_network(&rec.id).await;
+                return Err(Error::internal(format!("Blocking task failed: {e}")));
+            }
         };
         let started_at = now();
         let (_, rec) = self.containers().update(&rec.id, |r| {
@@ -193,6 +214,8 @@ impl Engine {
     }
 
     async fn on_exit(&self, id: &str, status: Option<ExitStatus>) {
+        // Addresses, ports and names go before `die` is reported.
+        self.release_network(id).await;
         let (code, oom, finished) = match &status {
             Some(s) => (
                 i64::from(s.code),
@@ -449,6 +472,7 @@ impl Engine {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
+        self.release_network(&rec.id).await;
         let store = self.containers_arc();
         let id = rec.id.clone();
         blocking(move || store.remove(&id)).await?;

@@ -9,6 +9,16 @@ use crate::Engine;
 
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// `Config` as Docker shows it: the networks asked for are kept in the
+/// record (`NetworkingConfig`) but shown under `NetworkSettings`.
+fn config_view(config: &Value) -> Value {
+    let mut c = config.clone();
+    if let Some(m) = c.as_object_mut() {
+        m.remove("NetworkingConfig");
+    }
+    c
+}
+
 fn ago(rfc3339: &str) -> String {
     let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
         return String::new();
@@ -122,12 +132,12 @@ impl Engine {
                     "ImageID": r.image_id,
                     "Command": command(r),
                     "Created": created_unix(r),
-                    "Ports": [],
+                    "Ports": self.ports_row_view(r),
                     "Labels": r.config["Labels"],
                     "State": r.state.name(),
                     "Status": status_text(r),
                     "HostConfig": {"NetworkMode": r.host_config["NetworkMode"].as_str().filter(|s| !s.is_empty()).unwrap_or("default")},
-                    "NetworkSettings": {"Networks": {}},
+                    "NetworkSettings": {"Networks": self.network_settings_view(r)["Networks"]},
                     "Mounts": [],
                 })
             })
@@ -199,8 +209,8 @@ impl Engine {
             "HostConfig": r.host_config,
             "GraphDriver": {"Name": "overlayfs", "Data": {"MergedDir": dir.join("rootfs"), "UpperDir": dir.join("upper"), "WorkDir": dir.join("work")}},
             "Mounts": mounts,
-            "Config": r.config,
-            "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""},
+            "Config": config_view(&r.config),
+            "NetworkSettings": self.network_settings_view(&r),
         }))
     }
 

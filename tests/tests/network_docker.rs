@@ -1,0 +1,805 @@
+//! Acceptance: container networking through the stock docker CLI — the
+//! default bridge, user networks with DNS by name, published ports on the
+//! host's loopback, `container:` mode, and a daemon crash.
+//! Needs: docker (CLI), docker-registry, skopeo, busybox; root (netns,
+//! bridges, veths, nftables). Each daemon has its own bridge prefix, veth
+//! prefix, nft table and subnet (servin_testkit::TestNetwork); nothing is
+//! sent anywhere but to loopback and the test's own containers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::Env;
+use servin_testkit::{require_tools, Fixture, LeakCheck};
+
+fn env_with_busybox() -> (Env, String) {
+    let env = Env::start();
+    let fixture = Fixture::busybox().unwrap();
+    let image = env.publish(&fixture, "busybox:latest");
+    env.docker.run(&["pull", "-q", &image]).ok();
+    (env, image)
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Skips (or fails under SERVIN_REQUIRE_VM=1) without root or tools.
+macro_rules! needs {
+    ($name:expr) => {
+        require_tools!(
+            "docker",
+            "docker-registry",
+            "skopeo",
+            "busybox",
+            "ip",
+            "nft"
+        );
+        if !is_root() && servin_testkit::skip($name, "needs root (netns, bridges, nftables)") {
+            return;
+        }
+    };
+}
+
+/// A /24 under 10.208.0.0/13 that no host route covers yet.
+fn free_subnet(k: u8) -> String {
+    let routes = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["-4", "route", "show", "table", "all"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let seed = std::process::id() as usize;
+    for i in 0..256 {
+        let b = (seed + i * 7 + usize::from(k) * 31) % 256;
+        let prefix = format!("10.{}.{b}.", 208 + k % 8);
+        if !routes.contains(&prefix) {
+            return format!("{prefix}0/24");
+        }
+    }
+    panic!("no free test subnet");
+}
+
+/// The daemon's veths still present, and netns pins under its dir.
+fn network_leftovers(env: &Env) -> Vec<String> {
+    let net = env.daemon.network().expect("test network names");
+    let mut left: Vec<String> = net
+        .links()
+        .into_iter()
+        .filter(|l| l.starts_with(&net.veth_prefix))
+        .collect();
+    let dir = env.daemon.dir().display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    left.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&dir) && l.contains(" nsfs "))
+            .map(str::to_string),
+    );
+    left
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET /` on 127.0.0.1:port, the body.
+fn http_get(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split("\r\n\r\n").nth(1).map(str::to_string)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const UDP_ECHO: &str = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 53))\nwhile True:\n    d, a = s.recvfrom(100)\n    s.sendto(b'echo:' + d, a)\n";
+
+const HTTPD: &str = "mkdir -p /www && { echo -n 'hello from '; hostname; } > /www/index.html && exec busybox httpd -f -p 80 -h /www";
+
+#[test]
+fn default_bridge_gives_an_address_a_route_and_nat() {
+    needs!("default_bridge_gives_an_address_a_route_and_nat");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let net = env.daemon.network().unwrap().clone();
+    let prefix = net.subnet.trim_end_matches("0/24").to_string();
+
+    let ls = env
+        .docker
+        .run(&[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ])
+        .ok();
+    let mut rows: Vec<&str> = ls.stdout.lines().collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        ["bridge bridge local", "host host local", "none null local"]
+    );
+    let bridge = env.docker.run(&["network", "inspect", "bridge"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&bridge.stdout).unwrap();
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], net.subnet);
+
+    let out = env
+        .docker
+        .run(&[
+            "run", "--rm", "--hostname", "box1", &image, "sh", "-c",
+            "busybox ip -4 addr show eth0; busybox ip route; cat /etc/hosts; cat /etc/resolv.conf; hostname",
+        ])
+        .ok();
+    let text = out.stdout;
+    assert!(text.contains(&format!("inet {prefix}2/24")), "{text}");
+    assert!(
+        text.contains(&format!("default via {prefix}1 dev eth0")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{prefix}2\tbox1")), "{text}");
+    assert!(text.trim_end().ends_with("box1"), "{text}");
+    // The host's resolvers, less loopback ones (as Docker does).
+    let host_servers: Vec<String> = std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .filter(|s| !s.trim().starts_with("127.") && s.trim() != "::1")
+        .map(|s| format!("nameserver {}", s.trim()))
+        .collect();
+    for s in &host_servers {
+        assert!(text.contains(s.as_str()), "{s} missing in {text}");
+    }
+
+    // Outbound NAT for the default bridge's subnet, in our own table.
+    let table = String::from_utf8_lossy(
+        &std::process::Command::new("nft")
+            .args(["list", "table", "ip", &net.table])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(table.contains("masquerade"), "{table}");
+    assert!(table.contains(&net.subnet), "{table}");
+
+    // --dns, --add-host (and host-gateway), --network none.
+    let out = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--dns",
+            "10.9.9.9",
+            "--add-host",
+            "db.test:10.1.2.3",
+            "--add-host",
+            "gw.test:host-gateway",
+            &image,
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf /etc/hosts",
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains("nameserver 10.9.9.9\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("10.1.2.3\tdb.test\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("{prefix}1\tgw.test\n")),
+        "{}",
+        out.stdout
+    );
+    let none = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &image,
+            "busybox",
+            "ip",
+            "-o",
+            "link",
+        ])
+        .ok();
+    assert_eq!(none.stdout.lines().count(), 1, "{}", none.stdout);
+    assert!(none.stdout.contains("lo:"), "{}", none.stdout);
+
+    // Each container gets the next address; the address is given back.
+    let a = env
+        .docker
+        .run(&["run", "-d", &image, "sleep", "600"])
+        .ok()
+        .out()
+        .to_string();
+    let ip = env
+        .docker
+        .run(&["inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Networks.bridge.IPAddress}} {{.HostConfig.NetworkMode}}", &a])
+        .ok();
+    assert_eq!(ip.out(), format!("{prefix}2 {prefix}2 bridge"));
+    assert!(
+        network_leftovers(&env).iter().any(|l| l.contains(" nsfs ")),
+        "a running container has its netns pinned"
+    );
+    env.docker.run(&["rm", "-f", &a]).ok();
+    assert_eq!(network_leftovers(&env), Vec::<String>::new());
+
+    // Errors as Docker words them; nothing is made.
+    let bad = env
+        .docker
+        .run(&["run", "--rm", "--network", "nosuchnet", &image, "true"])
+        .fails();
+    assert!(
+        bad.stderr.contains("network nosuchnet not found"),
+        "{}",
+        bad.stderr
+    );
+    let bad = env
+        .docker
+        .run(&["run", "--rm", "--ip", "10.99.0.5", &image, "true"])
+        .fails();
+    assert!(
+        bad.stderr
+            .contains("user specified IP address is supported on user defined networks only"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(env.docker.run(&["ps", "-aq"]).ok().out(), "");
+    drop(env);
+    leaks.assert_clean();
+}
+
+#[test]
+fn published_ports_answer_on_the_hosts_loopback() {
+    needs!("published_ports_answer_on_the_hosts_loopback");
+    require_tools!("python3");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let (p_any, p_loop, p_udp) = (free_port(), free_port(), free_port());
+
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--hostname",
+            "web",
+            "-p",
+            &format!("{p_any}:80"),
+            "-p",
+            &format!("127.0.0.1:{p_loop}:80"),
+            "-p",
+            "80",
+            &image,
+            "sh",
+            "-c",
+            HTTPD,
+        ])
+        .ok();
+    let body = wait_for("httpd on the published port", || http_get(p_any));
+    assert_eq!(body, "hello from web\n");
+    assert_eq!(http_get(p_loop).as_deref(), Some("hello from web\n"));
+
+    let ports = env.docker.run(&["port", "web"]).ok();
+    let random: u16 = ports
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("80/tcp -> 0.0.0.0:"))
+        .filter_map(|p| p.parse().ok())
+        .find(|p| *p != p_any)
+        .unwrap_or_else(|| panic!("no random port in {}", ports.stdout));
+    assert!(
+        ports
+            .stdout
+            .contains(&format!("80/tcp -> 127.0.0.1:{p_loop}")),
+        "{}",
+        ports.stdout
+    );
+    assert_eq!(http_get(random).as_deref(), Some("hello from web\n"));
+    let ps = env.docker.run(&["ps", "--format", "{{.Ports}}"]).ok();
+    assert!(
+        ps.stdout.contains(&format!("0.0.0.0:{p_any}->80/tcp")),
+        "{}",
+        ps.stdout
+    );
+
+    // UDP: busybox has no UDP server, so the host's python3 (its /usr
+    // mounted read-only) echoes datagrams inside a container.
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "udp",
+            "-p",
+            &format!("{p_udp}:53/udp"),
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/usr/lib:/lib:ro",
+            "-v",
+            "/usr/lib64:/lib64:ro",
+            &image,
+            "/usr/bin/python3",
+            "-c",
+            UDP_ECHO,
+        ])
+        .ok();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let answer = wait_for("an answer through the published UDP port", || {
+        udp.send_to(b"over-udp", ("127.0.0.1", p_udp)).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = udp.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    assert_eq!(answer, "echo:over-udp");
+    let ports = env.docker.run(&["port", "udp"]).ok();
+    assert_eq!(ports.out(), format!("53/udp -> 0.0.0.0:{p_udp}"));
+
+    // -P with an exposed port: a random host port.
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "all",
+            "--hostname",
+            "all",
+            "--expose",
+            "80",
+            "-P",
+            &image,
+            "sh",
+            "-c",
+            HTTPD,
+        ])
+        .ok();
+    let port = env.docker.run(&["port", "all", "80"]).ok();
+    let p: u16 = port
+        .out()
+        .lines()
+        .find_map(|l| l.strip_prefix("0.0.0.0:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{}", port.stdout));
+    let body = wait_for("httpd behind -P", || http_get(p));
+    assert_eq!(body, "hello from all\n");
+
+    // A taken host port: Docker's error, the container stays Created and
+    // nothing of its network remains.
+    let taken = env
+        .docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "clash",
+            "-p",
+            &format!("{p_any}:80"),
+            &image,
+            "sleep",
+            "600",
+        ])
+        .fails();
+    assert!(
+        taken.stderr.contains(&format!(
+            "Bind for 0.0.0.0:{p_any} failed: port is already allocated"
+        )),
+        "{}",
+        taken.stderr
+    );
+    let outside = TcpListener::bind("0.0.0.0:0").unwrap();
+    let p_out = outside.local_addr().unwrap().port();
+    let taken = env
+        .docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "clash2",
+            "-p",
+            &format!("{p_out}:80"),
+            &image,
+            "sleep",
+            "600",
+        ])
+        .fails();
+    assert!(
+        taken.stderr.contains("port is already allocated"),
+        "{}",
+        taken.stderr
+    );
+    let status = env
+        .docker
+        .run(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=clash",
+            "--format",
+            "{{.Names}} {{.Status}}",
+        ])
+        .ok();
+    let mut rows: Vec<&str> = status.stdout.lines().collect();
+    rows.sort();
+    assert_eq!(rows, ["clash Created", "clash2 Created"]);
+    assert_eq!(http_get(p_any).as_deref(), Some("hello from web\n"));
+
+    env.docker
+        .run(&["rm", "-f", "web", "udp", "all", "clash", "clash2"])
+        .ok();
+    assert_eq!(network_leftovers(&env), Vec::<String>::new());
+    // The host ports are free again.
+    TcpListener::bind(("0.0.0.0", p_any)).expect("host port released");
+    drop(env);
+    leaks.assert_clean();
+}
+
+#[test]
+fn user_networks_resolve_names_and_aliases() {
+    needs!("user_networks_resolve_names_and_aliases");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let (front, back) = (free_subnet(0), free_subnet(1));
+    let front_prefix = front.trim_end_matches("0/24").to_string();
+    let id = env
+        .docker
+        .run(&[
+            "network", "create", "--subnet", &front, "--label", "team=a", "front",
+        ])
+        .ok()
+        .out()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    env.docker
+        .run(&["network", "create", "--subnet", &back, "back"])
+        .ok();
+    let dup = env.docker.run(&["network", "create", "front"]).fails();
+    assert!(
+        dup.stderr
+            .contains("network with name front already exists"),
+        "{}",
+        dup.stderr
+    );
+    let ls = env
+        .docker
+        .run(&[
+            "network",
+            "ls",
+            "--filter",
+            "label=team=a",
+            "--format",
+            "{{.Name}}",
+        ])
+        .ok();
+    assert_eq!(ls.out(), "front");
+
+    let db_ip = format!("{front_prefix}50");
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "db",
+            "--hostname",
+            "db",
+            "--network",
+            "front",
+            "--network-alias",
+            "database",
+            "--ip",
+            &db_ip,
+            &image,
+            "sh",
+            "-c",
+            HTTPD,
+        ])
+        .ok();
+    let inspect = env
+        .docker
+        .run(&["inspect", "-f", "{{.NetworkSettings.Networks.front.IPAddress}} {{.NetworkSettings.Networks.front.Aliases}}", "db"])
+        .ok();
+    assert_eq!(inspect.out(), format!("{db_ip} [database]"));
+
+    let out = env
+        .docker
+        .run(&[
+            "run", "--rm", "--network", "front", &image, "sh", "-c",
+            "cat /etc/resolv.conf; busybox nslookup db; busybox nslookup database; busybox ping -c1 -W5 database >/dev/null && echo PING-OK; busybox wget -q -O- http://db/",
+        ])
+        .ok();
+    let text = out.stdout;
+    assert!(text.starts_with("nameserver 127.0.0.11\n"), "{text}");
+    assert_eq!(
+        text.matches(&format!("Address: {db_ip}")).count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("PING-OK"), "{text}");
+    assert!(text.contains("hello from db"), "{text}");
+
+    // network inspect lists the container; a network in use stays.
+    let ni = env.docker.run(&["network", "inspect", "front"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&ni.stdout).unwrap();
+    let members: Vec<&str> = v[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|c| c["Name"].as_str())
+        .collect();
+    assert_eq!(members, ["db"]);
+    let busy = env.docker.run(&["network", "rm", "front"]).fails();
+    assert!(
+        busy.stderr.contains("has active endpoints"),
+        "{}",
+        busy.stderr
+    );
+
+    // connect / disconnect a running container.
+    env.docker
+        .run(&["network", "connect", "--alias", "store", "back", "db"])
+        .ok();
+    let addrs = env
+        .docker
+        .run(&["exec", "db", "busybox", "ip", "-o", "-4", "addr"])
+        .ok();
+    assert!(addrs.stdout.contains("eth1"), "{}", addrs.stdout);
+    let seen = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "back",
+            &image,
+            "busybox",
+            "nslookup",
+            "store",
+        ])
+        .ok();
+    assert!(
+        seen.stdout
+            .contains(&back.trim_end_matches("0/24").to_string()),
+        "{}",
+        seen.stdout
+    );
+    env.docker
+        .run(&["network", "disconnect", "back", "db"])
+        .ok();
+    let addrs = env
+        .docker
+        .run(&["exec", "db", "busybox", "ip", "-o", "-4", "addr"])
+        .ok();
+    assert!(!addrs.stdout.contains("eth1"), "{}", addrs.stdout);
+    let gone = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "back",
+            &image,
+            "busybox",
+            "nslookup",
+            "store",
+        ])
+        .fails();
+    assert!(!gone.stdout.contains("Address: 10."), "{}", gone.stdout);
+
+    // container: mode shares db's network namespace; runc joins it too.
+    let shared = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:db",
+            &image,
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://127.0.0.1/",
+        ])
+        .ok();
+    assert_eq!(shared.stdout, "hello from db\n");
+    if servin_testkit::which("runc").is_some() {
+        let runc = env
+            .docker
+            .run(&[
+                "run",
+                "--rm",
+                "--runtime",
+                "runc",
+                "--network",
+                "front",
+                &image,
+                "busybox",
+                "wget",
+                "-q",
+                "-O-",
+                "http://database/",
+            ])
+            .ok();
+        assert_eq!(runc.stdout, "hello from db\n");
+    }
+
+    env.docker.run(&["rm", "-f", "db"]).ok();
+    assert_eq!(network_leftovers(&env), Vec::<String>::new());
+    env.docker.run(&["network", "rm", "back"]).ok();
+    let pruned = env.docker.run(&["network", "prune", "-f"]).ok();
+    assert!(pruned.stdout.contains("front"), "{}", pruned.stdout);
+    let ls = env
+        .docker
+        .run(&["network", "ls", "--format", "{{.Name}}"])
+        .ok();
+    let mut names: Vec<&str> = ls.stdout.lines().collect();
+    names.sort();
+    assert_eq!(names, ["bridge", "host", "none"]);
+    let net = env.daemon.network().unwrap().clone();
+    let bridges: Vec<String> = net.links();
+    assert_eq!(bridges, [format!("{}0", net.bridge_prefix)]);
+    drop(env);
+    leaks.assert_clean();
+}
+
+#[test]
+fn a_daemon_crash_keeps_running_containers_networks() {
+    needs!("a_daemon_crash_keeps_running_containers_networks");
+    let (mut env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let subnet = free_subnet(2);
+    env.docker
+        .run(&["network", "create", "--subnet", &subnet, "app"])
+        .ok();
+    let port = free_port();
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--hostname",
+            "web",
+            "--network",
+            "app",
+            "-p",
+            &format!("{port}:80"),
+            &image,
+            "sh",
+            "-c",
+            HTTPD,
+        ])
+        .ok();
+    wait_for("httpd", || http_get(port));
+    let gate = tempfile::tempdir().unwrap();
+    let short = env
+        .docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "short",
+            "--network",
+            "app",
+            "-v",
+            &format!("{}:/gate", gate.path().display()),
+            &image,
+            "sh",
+            "-c",
+            "while [ ! -e /gate/go ]; do sleep 0.1; done",
+        ])
+        .ok()
+        .out()
+        .to_string();
+    let ip_of = |env: &Env, name: &str| {
+        env.docker
+            .run(&[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.Networks.app.IPAddress}}",
+                name,
+            ])
+            .ok()
+            .out()
+            .to_string()
+    };
+    let web_ip = ip_of(&env, "web");
+    let pid: u32 = env
+        .docker
+        .run(&["inspect", "-f", "{{.State.Pid}}", &short])
+        .ok()
+        .out()
+        .parse()
+        .unwrap();
+    let veths_before = network_leftovers(&env)
+        .iter()
+        .filter(|l| !l.contains(" nsfs "))
+        .count();
+    assert_eq!(veths_before, 2);
+
+    env.daemon.kill9();
+    std::fs::write(gate.path().join("go"), "").unwrap();
+    wait_for("the short container to exit", || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    });
+    // The port keeps answering while the daemon is down.
+    assert_eq!(http_get(port).as_deref(), Some("hello from web\n"));
+    env.daemon.restart().unwrap();
+
+    assert_eq!(ip_of(&env, "web"), web_ip);
+    assert_eq!(http_get(port).as_deref(), Some("hello from web\n"));
+    let ports = env.docker.run(&["port", "web", "80"]).ok();
+    assert_eq!(ports.out(), format!("0.0.0.0:{port}"));
+    let st = env
+        .docker
+        .run(&["inspect", "-f", "{{.State.Status}}", "short"])
+        .ok();
+    assert_eq!(st.out(), "exited");
+    let veths = network_leftovers(&env)
+        .iter()
+        .filter(|l| !l.contains(" nsfs "))
+        .count();
+    assert_eq!(veths, 1, "the exited container's veth is gone");
+    let looked = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "app",
+            &image,
+            "sh",
+            "-c",
+            "busybox nslookup web; busybox wget -q -O- http://web/",
+        ])
+        .ok();
+    assert!(
+        looked.stdout.contains(&format!("Address: {web_ip}")),
+        "{}",
+        looked.stdout
+    );
+    assert!(
+        looked.stdout.contains("hello from web"),
+        "{}",
+        looked.stdout
+    );
+    let ni = env
+        .docker
+        .run(&["network", "inspect", "-f", "{{len .Containers}}", "app"])
+        .ok();
+    assert_eq!(ni.out(), "1");
+
+    env.docker.run(&["rm", "-f", "web", "short"]).ok();
+    env.docker.run(&["network", "rm", "app"]).ok();
+    assert_eq!(network_leftovers(&env), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}
