@@ -1,8 +1,19 @@
 //! Runs after the other acceptance binaries (cargo runs test targets in name
 //! order): nothing any test started may remain — no test daemon directory,
-//! no mount, no container cgroup, no shim or container process.
+//! no mount, no container cgroup, no shim or container process, no test
+//! bridge or veth, no test nft table, no pinned network namespace.
 
 use std::path::Path;
+
+use servin_testkit::{TEST_BRIDGE_PREFIX, TEST_NFT_PREFIX, TEST_VETH_PREFIX};
+
+fn output(cmd: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// Test daemons live in `/tmp/servin-daemon-*` (servin_testkit::Daemon).
 fn test_dirs() -> Vec<String> {
@@ -53,5 +64,28 @@ fn no_test_leaves_anything_behind() {
         }
     }
     assert!(procs.is_empty(), "processes left: {procs:?}");
+
+    // Test daemons name their links and tables with these prefixes
+    // (servin_testkit::TestNetwork); a netns pin is an nsfs mount.
+    let links: Vec<String> = output("ip", &["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with(TEST_BRIDGE_PREFIX) || n.starts_with(TEST_VETH_PREFIX))
+        .collect();
+    assert!(links.is_empty(), "test bridges or veths left: {links:?}");
+    if servin_testkit::which("nft").is_some() {
+        let tables: Vec<String> = output("nft", &["list", "tables"])
+            .lines()
+            .filter(|l| l.contains(TEST_NFT_PREFIX))
+            .map(str::to_string)
+            .collect();
+        assert!(tables.is_empty(), "test nft tables left: {tables:?}");
+    }
+    let pins: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(" nsfs ") && l.contains("/servin-"))
+        .collect();
+    assert!(pins.is_empty(), "network namespaces left pinned: {pins:?}");
     assert!(Path::new("/proc/self/mountinfo").exists());
 }
