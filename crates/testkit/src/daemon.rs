@@ -322,9 +322,50 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             process::terminate(&mut child, Duration::from_secs(10));
         }
+        kill_container_cgroups(&self.data_root());
         process::scrub(self.dir.path(), "Daemon drop");
         if let Some(net) = &self.net {
             net.clean();
+        }
+    }
+}
+
+/// Kills what still runs in the cgroups of the daemon's containers
+/// (`<hierarchy>/servin/<id>`) and removes those cgroups: a container
+/// process (pivoted root, own netns) names no path under the daemon's dir,
+/// so a test that fails midway would otherwise leave it running.
+fn kill_container_cgroups(data_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_root.join("containers")) else {
+        return;
+    };
+    let ids: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let dirs = |id: &str| -> Vec<PathBuf> {
+        let mut out = vec![Path::new("/sys/fs/cgroup/servin").join(id)];
+        if let Ok(h) = std::fs::read_dir("/sys/fs/cgroup") {
+            out.extend(h.flatten().map(|h| h.path().join("servin").join(id)));
+        }
+        out.into_iter().filter(|d| d.is_dir()).collect()
+    };
+    let mut killed = false;
+    for id in &ids {
+        for d in dirs(id) {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                eprintln!("Daemon drop: killing container process {pid} of {id}");
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                killed = true;
+            }
+        }
+    }
+    if killed {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for id in &ids {
+        for d in dirs(id) {
+            let _ = std::fs::remove_dir(&d);
         }
     }
 }
