@@ -450,6 +450,11 @@ fn published_ports_answer_on_the_hosts_loopback() {
     let mut rows: Vec<&str> = status.stdout.lines().collect();
     rows.sort();
     assert_eq!(rows, ["clash Created", "clash2 Created"]);
+    let veths = network_leftovers(&env)
+        .iter()
+        .filter(|l| !l.contains(" nsfs "))
+        .count();
+    assert_eq!(veths, 3, "only web, udp and all have a veth");
     assert_eq!(http_get(p_any).as_deref(), Some("hello from web\n"));
 
     env.docker
