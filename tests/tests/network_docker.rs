@@ -242,6 +242,40 @@ fn default_bridge_gives_an_address_a_route_and_nat() {
         .run(&["inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Networks.bridge.IPAddress}} {{.HostConfig.NetworkMode}}", &a])
         .ok();
     assert_eq!(ip.out(), format!("{prefix}2 {prefix}2 bridge"));
+    // Containers on the default bridge reach each other by address.
+    let ping = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            &image,
+            "busybox",
+            "ping",
+            "-c1",
+            "-W5",
+            &format!("{prefix}2"),
+        ])
+        .ok();
+    assert!(
+        ping.stdout.contains("1 packets received"),
+        "{}",
+        ping.stdout
+    );
+    // --network host: the host's own network namespace.
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let seen = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            &image,
+            "readlink",
+            "/proc/self/ns/net",
+        ])
+        .ok();
+    assert_eq!(seen.out(), host_ns.display().to_string());
     assert!(
         network_leftovers(&env).iter().any(|l| l.contains(" nsfs ")),
         "a running container has its netns pinned"
