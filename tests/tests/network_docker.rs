@@ -632,6 +632,44 @@ fn user_networks_resolve_names_and_aliases() {
     env.docker
         .run(&["network", "disconnect", "back", "db"])
         .ok();
+    // A created container keeps what connect gave it for its start.
+    env.docker
+        .run(&[
+            "create",
+            "--name",
+            "later",
+            "--network",
+            "front",
+            &image,
+            "sleep",
+            "600",
+        ])
+        .ok();
+    env.docker
+        .run(&["network", "connect", "back", "later"])
+        .ok();
+    env.docker.run(&["start", "later"]).ok();
+    let nets = env
+        .docker
+        .run(&[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}",
+            "later",
+        ])
+        .ok();
+    let back_prefix = back.trim_end_matches("0/24").to_string();
+    assert!(
+        nets.stdout.contains(&format!("front={front_prefix}")),
+        "{}",
+        nets.stdout
+    );
+    assert!(
+        nets.stdout.contains(&format!("back={back_prefix}")),
+        "{}",
+        nets.stdout
+    );
+    env.docker.run(&["rm", "-f", "later"]).ok();
     let addrs = env
         .docker
         .run(&["exec", "db", "busybox", "ip", "-o", "-4", "addr"])
