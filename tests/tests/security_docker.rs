@@ -79,6 +79,38 @@ fn seccomp_is_on_by_default_and_off_when_privileged_or_unconfined() {
     leaks.assert_clean();
 }
 
+/// Everyday shell work (pipes, command substitution, background jobs,
+/// process listing, archives, sockets) behaves the same under the default
+/// profile as with no filter at all: the profile only takes what Docker's takes.
+#[test]
+fn everyday_commands_work_under_the_default_profile() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let script = "set -e; echo piped | cat; x=$(echo substituted); echo $x; \
+        sleep 0 & wait $!; echo job $?; ps -o comm | grep -c ps; \
+        tar -cf /tmp/t.tar /etc/hostname; tar -tf /tmp/t.tar; \
+        (nc -l -p 7777 >/tmp/got &); sleep 0.2; echo over-tcp | nc 127.0.0.1 7777; sleep 0.2; cat /tmp/got; \
+        echo done";
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[image.as_str(), "sh", "-c", script]);
+        env.docker.run(&args)
+    };
+    let unconfined = run(&["--security-opt", "seccomp=unconfined"]).ok();
+    let default = run(&[]).ok();
+    assert!(default.out().ends_with("done"), "{:?}", default.stdout);
+    assert!(
+        default.out().contains("piped\nsubstituted\njob 0"),
+        "{:?}",
+        default.stdout
+    );
+    assert_eq!(default.stdout, unconfined.stdout);
+    drop(env);
+    leaks.assert_clean();
+}
+
 #[test]
 fn a_custom_profile_is_enforced_with_its_errno() {
     require_tools!("docker", "docker-registry", "skopeo", "busybox");

@@ -76,6 +76,8 @@ const ALWAYS: &[&str] = &[
     "open",
     "openat",
     "openat2",
+    "pipe",
+    "pipe2",
     "pread64",
     "preadv",
     "preadv2",
