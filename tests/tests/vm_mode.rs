@@ -154,6 +154,32 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
         .ok();
     assert_eq!(hello.out(), "hello");
 
+    // The default seccomp profile is enforced in the guest (static
+    // libseccomp), and limits land in the guest's cgroup v2 tree.
+    let seccomp = docker
+        .run(&[
+            "run",
+            "--rm",
+            "busybox",
+            "grep",
+            "Seccomp:",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert_eq!(seccomp.out(), "Seccomp:\t2");
+    let memory = docker
+        .run(&[
+            "run",
+            "--rm",
+            "-m",
+            "64m",
+            "busybox",
+            "cat",
+            "/sys/fs/cgroup/memory.max",
+        ])
+        .ok();
+    assert_eq!(memory.out(), "67108864");
+
     // Detached, logs, exec.
     docker
         .run(&[

@@ -219,8 +219,31 @@ async fn handle(manager: Arc<VmManager>, mut client: UnixStream) -> anyhow::Resu
         guest.set_nonblocking(true)?;
         let mut guest = UnixStream::from_std(guest)?;
         guest.write_all(&buf).await?;
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut guest).await;
+        splice(&mut client, &mut guest).await;
         return Ok(());
+    }
+}
+
+/// Copies both ways until the guest ends the connection. The client's
+/// half-close (the docker CLI's `CloseWrite` on an attach without stdin) is
+/// not passed on: vhost-device-vsock turns the end of its Unix side into a
+/// reset of the guest's connection, which would cut the container's output
+/// short. So the end of a client's stdin does not reach the guest either.
+async fn splice(client: &mut UnixStream, guest: &mut UnixStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let (mut client_r, mut client_w) = client.split();
+    let (mut guest_r, mut guest_w) = guest.split();
+    let up = async {
+        let _ = tokio::io::copy(&mut client_r, &mut guest_w).await;
+        std::future::pending::<()>().await
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut guest_r, &mut client_w).await;
+        let _ = client_w.shutdown().await;
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
     }
 }
 

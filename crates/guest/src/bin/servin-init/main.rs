@@ -9,6 +9,7 @@ mod control;
 mod disk;
 mod engine;
 mod net;
+mod root;
 mod setup;
 
 use std::collections::HashMap;
@@ -92,6 +93,11 @@ fn main() {
     if std::process::id() != 1 {
         eprintln!("servin-init is the guest's PID 1; it does not run anywhere else");
         std::process::exit(2);
+    }
+    if root::on_initramfs() {
+        let Err(e) = root::switch();
+        say!("error: {e}");
+        setup::power_off();
     }
     if let Err(e) = setup::mount_basics() {
         say!("error: {e}");
