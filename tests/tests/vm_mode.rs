@@ -229,6 +229,18 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
         "guest data\n"
     );
 
+    // `vm shell`: a shell in the guest that ends (and ends the command)
+    // with the shell's `exit`; the testkit's time limit catches a hang.
+    let shell = servin.run_with_stdin(
+        &["vm", "shell"],
+        Some(b"cat /proc/1/cmdline | tr '\\0' ' '; echo; exit\n"),
+    );
+    assert_eq!(shell.code, 0, "{shell}");
+    assert!(
+        shell.stdout.contains("/init --switched-root"),
+        "guest's PID 1 did not leave the initramfs: {shell}"
+    );
+
     servin.run(&["vm", "stop"]).ok();
     assert_eq!(status_json(&servin)["state"], "stopped");
     daemon.stop().unwrap();
