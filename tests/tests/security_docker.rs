@@ -71,6 +71,34 @@ fn seccomp_is_on_by_default_and_off_when_privileged_or_unconfined() {
         seccomp_mode(d, &image, &["--security-opt", "seccomp=unconfined"]),
         "0"
     );
+    // `docker exec` processes get the container's filter too (and none in
+    // a privileged container).
+    d.run(&["run", "-d", "--name", "filtered", &image, "sleep", "1000"])
+        .ok();
+    d.run(&[
+        "run",
+        "-d",
+        "--name",
+        "unfiltered",
+        "--privileged",
+        &image,
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let exec_mode = |c: &str| {
+        let out = d
+            .run(&["exec", c, "grep", "^Seccomp:", "/proc/self/status"])
+            .ok();
+        out.out().trim_start_matches("Seccomp:").trim().to_string()
+    };
+    assert_eq!(exec_mode("filtered"), "2");
+    assert_eq!(exec_mode("unfiltered"), "0");
+    let piped = d
+        .run(&["exec", "filtered", "sh", "-c", "echo through | cat"])
+        .ok();
+    assert_eq!(piped.out(), "through");
+    d.run(&["rm", "-f", "filtered", "unfiltered"]).ok();
     let info = d
         .run(&["info", "--format", "{{json .SecurityOptions}}"])
         .ok();

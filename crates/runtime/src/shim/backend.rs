@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
@@ -117,6 +117,14 @@ pub struct Builtin {
 
 impl Builtin {
     fn builder(&self, stdio: Stdio) -> Result<ContainerBuilder, RuntimeError> {
+        self.builder_with(stdio, ServinExecutor::default())
+    }
+
+    fn builder_with(
+        &self,
+        stdio: Stdio,
+        executor: ServinExecutor,
+    ) -> Result<ContainerBuilder, RuntimeError> {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| RuntimeError::io(format!("create {}", self.root.display()), e))?;
         let b = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
@@ -125,7 +133,7 @@ impl Builtin {
                 op: "create",
                 message: chain(&e),
             })?
-            .with_executor(ServinExecutor);
+            .with_executor(executor);
         Ok(match stdio {
             Stdio::Pipes {
                 stdin,
@@ -164,14 +172,35 @@ impl Builtin {
     }
 
     fn exec(&mut self, process_json: &Path, tty: bool, stdio: Stdio) -> Result<i32, RuntimeError> {
+        // libcontainer 0.7 builds an exec'd process's spec without the
+        // container's seccomp filter, so the executor loads it. Capabilities
+        // are dropped by then, so the process gets no_new_privs, which the
+        // kernel requires to install a filter without CAP_SYS_ADMIN (runc
+        // loads it before dropping them; the difference: setuid binaries do
+        // not gain privileges in a `docker exec` of a filtered container).
+        let seccomp = self.container_seccomp()?;
+        let filtered = seccomp.is_some();
+        if filtered {
+            set_no_new_privileges(process_json)?;
+        }
         let pid = self
-            .builder(stdio)?
+            .builder_with(stdio, ServinExecutor { seccomp })?
             .as_tenant()
             .with_process(Some(process_json))
             .with_detach(tty)
             .build()
             .map_err(|e| classify_runtime_error("exec", chain(&e)))?;
         Ok(pid.as_raw())
+    }
+
+    /// The seccomp filter of the container's own bundle, if it has one.
+    fn container_seccomp(&mut self) -> Result<Option<LinuxSeccomp>, RuntimeError> {
+        let config = self.loaded()?.bundle().join("config.json");
+        let spec = Spec::load(&config).map_err(|e| RuntimeError::Oci {
+            op: "exec",
+            message: format!("read {}: {}", config.display(), chain(&e)),
+        })?;
+        Ok(spec.linux().as_ref().and_then(|l| l.seccomp().clone()))
     }
 
     fn delete(&mut self) -> Result<(), RuntimeError> {
@@ -189,12 +218,32 @@ impl Builtin {
 
 /// libcontainer's default executor, with the command looked up the way the
 /// shim does and the signal state of a fresh process.
-#[derive(Clone)]
-struct ServinExecutor;
+/// Sets `noNewPrivileges` in an exec's process file (the tenant builder
+/// takes it from the file, not from its own option, when given one).
+fn set_no_new_privileges(process_json: &Path) -> Result<(), RuntimeError> {
+    let io = |e| RuntimeError::io(format!("update {}", process_json.display()), e);
+    let text = std::fs::read(process_json).map_err(io)?;
+    let mut process: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    process["noNewPrivileges"] = serde_json::Value::Bool(true);
+    let text = serde_json::to_vec(&process)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    std::fs::write(process_json, text).map_err(io)
+}
+
+/// For an exec'd process it also installs the container's seccomp filter,
+/// as the last step before the command runs.
+#[derive(Clone, Default)]
+struct ServinExecutor {
+    seccomp: Option<LinuxSeccomp>,
+}
 
 impl Executor for ServinExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         reset_signal_state();
+        if let Some(seccomp) = &self.seccomp {
+            load_seccomp(seccomp)?;
+        }
         DefaultExecutor {}.exec(spec)
     }
 
@@ -242,4 +291,20 @@ fn reset_signal_state() {
         let _ = unsafe { signal(sig, SigHandler::SigDfl) };
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+#[cfg(feature = "seccomp")]
+fn load_seccomp(seccomp: &LinuxSeccomp) -> Result<(), ExecutorError> {
+    libcontainer::seccomp::initialize_seccomp(seccomp)
+        .map(|_| ())
+        .map_err(|e| ExecutorError::Other(format!("load the seccomp filter: {e}")))
+}
+
+/// Without libseccomp the filter cannot be loaded: refuse rather than run
+/// the process unfiltered.
+#[cfg(not(feature = "seccomp"))]
+fn load_seccomp(_seccomp: &LinuxSeccomp) -> Result<(), ExecutorError> {
+    Err(ExecutorError::Other(
+        "this build has no seccomp support (servin-runtime's `seccomp` feature)".into(),
+    ))
 }
