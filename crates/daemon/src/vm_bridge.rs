@@ -205,6 +205,9 @@ async fn handle(manager: Arc<VmManager>, mut client: UnixStream) -> anyhow::Resu
         let guest = match manager.connect_engine().await {
             Ok(s) => s,
             Err(e) => {
+                // Read the request's body first: a client still writing it
+                // to a closed connection sees a broken pipe, not our error.
+                let _ = consume(&mut client, &mut buf, &head).await;
                 let body = json!({ "message": format!("{e:#}") });
                 client
                     .write_all(&response(
