@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, HashSet};
 
 /// The modules init loads, in this order (each after its dependencies):
-/// virtio transport, disk, vsock, network, shares, filesystems, then what
+/// virtio transport, balloon (free page reporting), disk, vsock, network, shares, filesystems, then what
 /// containers' networking needs. `crc32c_generic` comes before `ext4`
 /// and `libcrc32c`, which only name it as a soft dependency.
 pub const GUEST_MODULES: &[&str] = &[
     "virtio_mmio",
+    "virtio_balloon",
     "virtio_blk",
     "vmw_vsock_virtio_transport",
     "virtio_net",
