@@ -1,13 +1,9 @@
 //! `servin container prune`.
 
 use anyhow::Result;
-use http_body_util::BodyExt as _;
-use hyper::Method;
 use serde::Deserialize;
 
-use super::{confirm, parse_filters, ps::filters_json, Ctx};
-use crate::client::empty_body;
-use crate::format::human_size;
+use super::{confirm, parse_filters, post_prune, print_prune_report, Ctx};
 use crate::usage::{Cancelled, Usage};
 
 #[derive(clap::Args, Debug)]
@@ -38,27 +34,9 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     if !args.force && !confirm(WARNING)? {
         return Err(Cancelled.into());
     }
-    let mut query = Vec::new();
-    if !filters.is_empty() {
-        query.push(("filters", filters_json(&filters)));
-    }
     let client = ctx.client().await?;
-    let resp = client
-        .request(Method::POST, "/containers/prune", &query, &[], empty_body())
-        .await?;
-    let raw = resp.into_body().collect().await?.to_bytes();
-    let report: Report = crate::client::decode(&raw)?;
+    let report: Report = post_prune(client, "/containers/prune", &filters).await?;
     let deleted = report.containers_deleted.unwrap_or_default();
-    let mut reclaimed = 0;
-    if !deleted.is_empty() {
-        let mut text = String::from("Deleted Containers:\n");
-        for id in deleted {
-            text.push_str(&id);
-            text.push('\n');
-        }
-        println!("{text}");
-        reclaimed = report.space_reclaimed;
-    }
-    println!("Total reclaimed space: {}", human_size(reclaimed as f64));
+    print_prune_report("Containers", &deleted, report.space_reclaimed);
     Ok(())
 }

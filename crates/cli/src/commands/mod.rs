@@ -174,6 +174,50 @@ fn go_errno_text(err: &std::io::Error) -> String {
     }
 }
 
+/// `POST {path}` of a prune endpoint with docker's `filters` query; the
+/// daemon's report, decoded.
+pub async fn post_prune<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    filters: &HashMap<String, Vec<String>>,
+) -> Result<T> {
+    use http_body_util::BodyExt as _;
+    let mut query = Vec::new();
+    if !filters.is_empty() {
+        query.push(("filters", ps::filters_json(filters)));
+    }
+    let resp = client
+        .request(
+            hyper::Method::POST,
+            path,
+            &query,
+            &[],
+            crate::client::empty_body(),
+        )
+        .await?;
+    let raw = resp.into_body().collect().await?.to_bytes();
+    crate::client::decode(&raw)
+}
+
+/// Docker's prune report: `Deleted KIND:` and the IDs (when any), then the
+/// space reclaimed (counted only when something was deleted).
+pub fn print_prune_report(kind: &str, deleted: &[String], space_reclaimed: u64) {
+    let mut reclaimed = 0;
+    if !deleted.is_empty() {
+        let mut text = format!("Deleted {kind}:\n");
+        for id in deleted {
+            text.push_str(id);
+            text.push('\n');
+        }
+        println!("{text}");
+        reclaimed = space_reclaimed;
+    }
+    println!(
+        "Total reclaimed space: {}",
+        crate::format::human_size(reclaimed as f64)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

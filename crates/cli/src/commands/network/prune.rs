@@ -1,12 +1,9 @@
 //! `servin network prune`.
 
 use anyhow::Result;
-use http_body_util::BodyExt as _;
-use hyper::Method;
 use serde::Deserialize;
 
-use super::super::{confirm, parse_filters, ps::filters_json, Ctx};
-use crate::client::empty_body;
+use super::super::{confirm, parse_filters, post_prune, Ctx};
 use crate::usage::{Cancelled, Usage};
 
 #[derive(clap::Args, Debug)]
@@ -49,16 +46,8 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     if !args.force && !confirm(WARNING)? {
         return Err(Cancelled.into());
     }
-    let mut query = Vec::new();
-    if !filters.is_empty() {
-        query.push(("filters", filters_json(&filters)));
-    }
     let client = ctx.client().await?;
-    let resp = client
-        .request(Method::POST, "/networks/prune", &query, &[], empty_body())
-        .await?;
-    let raw = resp.into_body().collect().await?.to_bytes();
-    let report: Report = crate::client::decode(&raw)?;
+    let report: Report = post_prune(client, "/networks/prune", &filters).await?;
     print!(
         "{}",
         report_text(&report.networks_deleted.unwrap_or_default())

@@ -1,13 +1,9 @@
 //! `servin volume prune`.
 
 use anyhow::Result;
-use http_body_util::BodyExt as _;
-use hyper::Method;
 use serde::Deserialize;
 
-use super::super::{confirm, parse_filters, ps::filters_json, Ctx};
-use crate::client::empty_body;
-use crate::format::human_size;
+use super::super::{confirm, parse_filters, post_prune, print_prune_report, Ctx};
 use crate::usage::{Cancelled, Usage};
 
 #[derive(clap::Args, Debug)]
@@ -58,26 +54,8 @@ pub async fn run(ctx: &Ctx, usage: &Usage, args: Args) -> Result<()> {
     if !args.force && !confirm(warning)? {
         return Err(Cancelled.into());
     }
-    let mut query = Vec::new();
-    if !filters.is_empty() {
-        query.push(("filters", filters_json(&filters)));
-    }
-    let resp = client
-        .request(Method::POST, "/volumes/prune", &query, &[], empty_body())
-        .await?;
-    let raw = resp.into_body().collect().await?.to_bytes();
-    let report: Report = crate::client::decode(&raw)?;
+    let report: Report = post_prune(client, "/volumes/prune", &filters).await?;
     let deleted = report.volumes_deleted.unwrap_or_default();
-    let mut reclaimed = 0;
-    if !deleted.is_empty() {
-        let mut text = String::from("Deleted Volumes:\n");
-        for id in deleted {
-            text.push_str(&id);
-            text.push('\n');
-        }
-        println!("{text}");
-        reclaimed = report.space_reclaimed;
-    }
-    println!("Total reclaimed space: {}", human_size(reclaimed as f64));
+    print_prune_report("Volumes", &deleted, report.space_reclaimed);
     Ok(())
 }
