@@ -24,9 +24,11 @@ pub const GUEST_MODULES: &[&str] = &[
     "nf_conntrack",
     "nf_nat",
     "nft_chain_nat",
+    "nft_nat",
     "nft_masq",
     "nft_ct",
     "nft_fib_inet",
+    "nft_fib_ipv4",
     "nft_compat",
     "tun",
 ];

@@ -34,6 +34,16 @@ pub fn mount_basics() -> Result<(), String> {
         MsFlags::MS_NOSUID,
         Some("mode=0755"),
     )?;
+    // devtmpfs has no /dev/fd family; tools that read a file named
+    // /dev/stdin (nft -f -) need them as udev would make them.
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, link);
+    }
     mount_fs(
         "devpts",
         "/dev/pts",
