@@ -74,8 +74,12 @@ async fn list(State(engine): State<Engine>, params: Params) -> ApiResult<Json<Ve
     )?))
 }
 
-async fn prune(State(engine): State<Engine>) -> ApiResult<Json<Value>> {
-    Ok(Json(engine.prune_containers().await?))
+async fn prune(State(engine): State<Engine>, params: Params) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        engine
+            .prune_containers(params.get("filters").unwrap_or(""))
+            .await?,
+    ))
 }
 
 async fn inspect(State(engine): State<Engine>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

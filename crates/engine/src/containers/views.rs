@@ -103,12 +103,7 @@ impl Engine {
                 let st = wanted("status");
                 st.is_empty() || st.iter().any(|s| s == r.state.name())
             })
-            .filter(|r| {
-                wanted("label").iter().all(|l| match l.split_once('=') {
-                    Some((k, v)) => r.config["Labels"][k] == v,
-                    None => !r.config["Labels"][l.as_str()].is_null(),
-                })
-            })
+            .filter(|r| filters.match_labels(&r.config["Labels"]))
             .filter(|r| {
                 let ex = wanted("exited");
                 ex.is_empty() || matches!(&r.state, State::Exited { code, .. } if ex.iter().any(|e| e == &code.to_string()))
@@ -244,14 +239,26 @@ impl Engine {
         out
     }
 
-    /// `POST /containers/prune`.
-    pub async fn prune_containers(&self) -> Result<Value, Error> {
+    /// `POST /containers/prune`: stopped containers that pass the `label`,
+    /// `label!` and `until` filters (created before that time).
+    pub async fn prune_containers(&self, filters: &str) -> Result<Value, Error> {
+        let filters = crate::filters::Filters::parse(filters)?;
+        filters.accept_only(&["label", "label!", "until"])?;
+        let until = filters.until(chrono::Utc::now())?;
         let mut deleted = Vec::new();
         for r in self.containers().all() {
-            if matches!(r.state, State::Exited { .. } | State::Created | State::Dead) {
-                self.remove_container(&r.id, false, false).await?;
-                deleted.push(r.id);
+            if !matches!(r.state, State::Exited { .. } | State::Created | State::Dead) {
+                continue;
             }
+            let created = chrono::DateTime::parse_from_rfc3339(&r.created).ok();
+            if until.is_some_and(|u| created.is_none_or(|c| c > u)) {
+                continue;
+            }
+            if !filters.match_labels(&r.config["Labels"]) {
+                continue;
+            }
+            self.remove_container(&r.id, false, false).await?;
+            deleted.push(r.id);
         }
         Ok(
             json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": 0}),
