@@ -6,7 +6,7 @@
 mod common;
 
 use common::Env;
-use servin_testkit::{require_tools, Cli, Fixture, LeakCheck};
+use servin_testkit::{require_tools, Cli, Daemon, DaemonOpts, Fixture, LeakCheck, Registry};
 
 fn env_with_busybox() -> (Env, String) {
     let env = Env::start();
@@ -133,6 +133,138 @@ fn container_prune_applies_label_and_until_filters() {
     .ok();
     assert_eq!(names(d), ["running"]);
     d.run(&["rm", "-f", "running"]).ok();
+    drop(env);
+    leaks.assert_clean();
+}
+
+fn inspect(docker: &Cli, name: &str, format: &str) -> String {
+    docker
+        .run(&["inspect", "--format", format, name])
+        .ok()
+        .out()
+        .to_string()
+}
+
+#[test]
+fn a_start_that_fails_before_the_process_runs_is_recorded() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let registry = Registry::start().expect("registry starts");
+    let daemon = Daemon::start(DaemonOpts::default().arg("--init-path").arg("/nonexistent"))
+        .expect("servind starts");
+    let docker = Cli::docker(&daemon.host()).expect("docker CLI");
+    let env = Env {
+        registry,
+        daemon,
+        docker,
+    };
+    let image = env.publish(&Fixture::busybox().unwrap(), "busybox:latest");
+    env.docker.run(&["pull", "-q", &image]).ok();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+
+    // Docker 20.10 with `--init-path /nonexistent`: the run fails with
+    // 127, and the container is Created with that code and the error.
+    let run = d
+        .run(&["run", "--init", "--name", "noinit", &image, "true"])
+        .code(127);
+    assert!(run.stderr.contains("/nonexistent"), "{}", run.stderr);
+    let state = "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}} {{.State.StartedAt}} {{.State.FinishedAt}}";
+    assert_eq!(
+        inspect(d, "noinit", state),
+        "created 127 false 0001-01-01T00:00:00Z 0001-01-01T00:00:00Z"
+    );
+    let error = inspect(d, "noinit", "{{.State.Error}}");
+    assert!(
+        error.contains("/nonexistent") && error.contains("no such file or directory"),
+        "{error}"
+    );
+    let ps = d
+        .run(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=noinit",
+            "--format",
+            "{{.Status}}",
+        ])
+        .ok();
+    assert_eq!(ps.out(), "Created");
+    let created = d
+        .run(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "status=created",
+            "--filter",
+            "name=noinit",
+        ])
+        .ok();
+    assert_eq!(created.out().len(), 12, "{}", created.stdout);
+    // A second start fails the same way and is recorded again.
+    d.run(&["start", "noinit"]).fails();
+    assert_eq!(inspect(d, "noinit", "{{.State.ExitCode}}"), "127");
+
+    // A command that does not exist: 127, Created, with the error.
+    d.run(&["run", "--name", "nocmd", &image, "nosuchcommand"])
+        .code(127);
+    assert_eq!(
+        inspect(d, "nocmd", "{{.State.Status}} {{.State.ExitCode}}"),
+        "created 127"
+    );
+    assert!(inspect(d, "nocmd", "{{.State.Error}}").contains("nosuchcommand"));
+
+    // A `--mount` bind source that vanished fails Docker's checks before
+    // the start: nothing is recorded. A `-v` source is made again.
+    let src = tempfile::tempdir().unwrap();
+    let gone = src.path().join("gone");
+    let remade = src.path().join("remade");
+    std::fs::create_dir(&gone).unwrap();
+    std::fs::create_dir(&remade).unwrap();
+    d.run(&[
+        "create",
+        "--name",
+        "mountgone",
+        "--mount",
+        &format!("type=bind,src={},dst=/x", gone.display()),
+        &image,
+        "true",
+    ])
+    .ok();
+    d.run(&[
+        "create",
+        "--name",
+        "bindgone",
+        "-v",
+        &format!("{}:/x", remade.display()),
+        &image,
+        "true",
+    ])
+    .ok();
+    std::fs::remove_dir(&gone).unwrap();
+    std::fs::remove_dir(&remade).unwrap();
+    let failed = d.run(&["start", "mountgone"]).fails();
+    assert!(
+        failed.stderr.contains("bind source path does not exist"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        inspect(
+            d,
+            "mountgone",
+            "{{.State.Status}} {{.State.ExitCode}} [{{.State.Error}}]"
+        ),
+        "created 0 []"
+    );
+    d.run(&["start", "-a", "bindgone"]).ok();
+    assert!(remade.is_dir());
+    assert_eq!(
+        inspect(d, "bindgone", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
+
+    d.run(&["rm", "noinit", "nocmd", "mountgone", "bindgone"])
+        .ok();
     drop(env);
     leaks.assert_clean();
 }

@@ -341,7 +341,7 @@ impl Engine {
     }
 
     /// Checks bind sources and creates named volumes, before anything is recorded.
-    fn prepare_mounts(&self, rec: &ContainerRecord) -> Result<Vec<MountSpec>, Error> {
+    pub(crate) fn prepare_mounts(&self, rec: &ContainerRecord) -> Result<Vec<MountSpec>, Error> {
         let mut out = Vec::new();
         let hc = &rec.host_config;
         for b in hc["Binds"]
@@ -461,6 +461,7 @@ impl Engine {
         &self,
         rec: &ContainerRecord,
         sandbox: &crate::networks::Sandbox,
+        mounts: Vec<MountSpec>,
     ) -> Result<ContainerSpec, Error> {
         let dir = self.containers().dir(&rec.id);
         let store = self.image_store();
@@ -545,7 +546,7 @@ impl Engine {
             },
             hostname,
             domainname: c["Domainname"].as_str().unwrap_or("").to_string(),
-            mounts: self.prepare_mounts(rec)?,
+            mounts,
             readonly_rootfs: hc["ReadonlyRootfs"].as_bool().unwrap_or(false),
             network,
             resources,

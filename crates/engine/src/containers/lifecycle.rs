@@ -7,7 +7,7 @@ use std::time::Duration;
 use servin_api::{Error, ErrorKind};
 use servin_runtime::{ExitStatus, ShimClient, ShimState};
 
-use super::record::{Action, ContainerRecord, State};
+use super::record::{Action, ContainerRecord, State, ZERO_TIME};
 use crate::{Engine, Event};
 
 /// How long a SIGKILLed container may take to be reported dead.
@@ -51,6 +51,26 @@ pub struct PendingAttach {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// The exit code Docker records for a start that failed with `message`:
+/// 127 for something missing, 126 for something not permitted, else 128.
+fn start_error_code(message: &str) -> i64 {
+    let m = message.to_lowercase();
+    if m.contains("permission denied") {
+        126
+    } else if [
+        "executable file not found",
+        "no such file or directory",
+        "not a directory",
+    ]
+    .iter()
+    .any(|s| m.contains(s))
+    {
+        127
+    } else {
+        128
+    }
 }
 
 fn runtime_error(e: servin_runtime::RuntimeError) -> Error {
@@ -106,14 +126,23 @@ impl Engine {
             // Docker answers 304 Not Modified; the route maps this kind.
             return Err(Error::new(ErrorKind::Conflict, "container already started"));
         }
-        // A network that cannot be set up (a host port taken) fails the
-        // start with nothing made, and the container keeps its state.
-        let sandbox = self.setup_network(&rec).await?;
-        let spec = match self.runtime_spec(&rec, &sandbox) {
+        // Docker's checks before a start (a `--mount` bind source that is
+        // gone) fail it with nothing recorded.
+        let mounts = self.prepare_mounts(&rec)?;
+        // Any later failure is recorded as Docker does: the error and an
+        // exit code in `State`, the container still shown as created.
+        // A network that cannot be set up (a host port taken) leaves
+        // nothing made.
+        let sandbox = match self.setup_network(&rec).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.record_failed_start(&rec.id, e, None)),
+        };
+        let spec = match self.runtime_spec(&rec, &sandbox, mounts) {
             Ok(spec) => spec,
             Err(e) => {
                 self.release_network(&rec.id).await;
-                return Err(e);
+                let code = start_error_code(&e.message);
+                return Err(self.record_failed_start(&rec.id, e, Some(code)));
             }
         };
         let shim_bin = self.config().shim_binary.clone();
@@ -124,7 +153,7 @@ impl Engine {
                 Ok(Ok(c)) => std::sync::Arc::new(c),
                 Ok(Err(e)) => {
                     self.release_network(&rec.id).await;
-                    return Err(self.record_failed_start(&rec.id, e));
+                    return Err(self.record_runtime_failure(&rec.id, e));
                 }
                 Err(e) => {
                     self.release_network(&rec.id).await;
@@ -144,7 +173,7 @@ impl Engine {
             Ok(Ok(pid)) => pid,
             Ok(Err(e)) => {
                 self.release_network(&rec.id).await;
-                return Err(self.record_failed_start(&rec.id, e));
+                return Err(self.record_runtime_failure(&rec.id, e));
             }
             Err(e) => {
                 self.release_network(&rec.id).await;
@@ -166,18 +195,36 @@ impl Engine {
         Ok(())
     }
 
-    /// Records a start that failed (exit code 127/126 for a missing or
-    /// non-executable command, as Docker does) and returns the error.
-    fn record_failed_start(&self, id: &str, e: servin_runtime::RuntimeError) -> Error {
-        let code = i64::from(e.exit_code().unwrap_or(128));
+    /// Records a start the runtime failed: its exit code (127/126 for a
+    /// missing or non-executable command), else Docker's reading of the
+    /// message.
+    fn record_runtime_failure(&self, id: &str, e: servin_runtime::RuntimeError) -> Error {
+        let code = e.exit_code().map(i64::from);
         let err = runtime_error(e);
+        let code = code.unwrap_or_else(|| start_error_code(&err.message));
+        self.record_failed_start(id, err, Some(code))
+    }
+
+    /// Records a failed start as Docker does and returns the error: `State`
+    /// keeps the message and the exit code (128 unless `code` says
+    /// otherwise); a container that never ran still shows as created.
+    fn record_failed_start(&self, id: &str, err: Error, code: Option<i64>) -> Error {
+        let code = code.unwrap_or(128);
         let msg = err.message.clone();
         if let Ok((_, rec)) = self.containers().update(id, |r| {
+            let (started_at, finished_at) = match &r.state {
+                State::Exited {
+                    started_at,
+                    finished_at,
+                    ..
+                } => (started_at.clone(), finished_at.clone()),
+                _ => (ZERO_TIME.to_string(), ZERO_TIME.to_string()),
+            };
             r.state = State::Exited {
                 code,
                 oom_killed: false,
-                started_at: "0001-01-01T00:00:00Z".into(),
-                finished_at: now(),
+                started_at,
+                finished_at,
                 error: msg,
             };
             Ok(())
@@ -230,7 +277,7 @@ impl Engine {
                 State::Running { started_at, .. } | State::Paused { started_at, .. } => {
                     started_at.clone()
                 }
-                _ => "0001-01-01T00:00:00Z".into(),
+                _ => ZERO_TIME.into(),
             };
             r.state = State::Exited {
                 code,

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Go's zero time, which Docker shows for a time that has not happened.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
 /// A container's lifecycle state. Transitions are checked in one place,
 /// [`State::can`], so an invalid request fails with a conflict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +26,9 @@ pub enum State {
     Restarting {
         started_at: String,
     },
+    /// Also a start that failed before the process ran: Docker keeps the
+    /// exit code and error, and a container that never ran (`started_at`
+    /// is [`ZERO_TIME`]) still shows as created.
     Exited {
         code: i64,
         oom_killed: bool,
@@ -53,10 +59,16 @@ impl State {
             State::Running { .. } => "running",
             State::Paused { .. } => "paused",
             State::Restarting { .. } => "restarting",
+            State::Exited { .. } if self.never_started() => "created",
             State::Exited { .. } => "exited",
             State::Removing => "removing",
             State::Dead => "dead",
         }
+    }
+
+    /// An `Exited` record of a container whose process never ran.
+    pub fn never_started(&self) -> bool {
+        matches!(self, State::Exited { started_at, .. } if started_at == ZERO_TIME)
     }
 
     pub fn is_running(&self) -> bool {

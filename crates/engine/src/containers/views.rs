@@ -4,10 +4,8 @@
 use serde_json::{json, Value};
 use servin_api::Error;
 
-use super::record::{ContainerRecord, State};
+use super::record::{ContainerRecord, State, ZERO_TIME};
 use crate::Engine;
-
-const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// `Config` as Docker shows it: the networks asked for are kept in the
 /// record (`NetworkingConfig`) but shown under `NetworkSettings`.
@@ -41,6 +39,7 @@ fn ago(rfc3339: &str) -> String {
 fn status_text(rec: &ContainerRecord) -> String {
     match &rec.state {
         State::Created => "Created".into(),
+        s if s.never_started() => "Created".into(),
         State::Running { started_at, .. } => match rec.health.as_ref().map(|h| h.status.as_str()) {
             Some("starting") => format!("Up {} (health: starting)", ago(started_at)),
             Some(s) => format!("Up {} ({s})", ago(started_at)),
@@ -106,7 +105,7 @@ impl Engine {
             .filter(|r| filters.match_labels(&r.config["Labels"]))
             .filter(|r| {
                 let ex = wanted("exited");
-                ex.is_empty() || matches!(&r.state, State::Exited { code, .. } if ex.iter().any(|e| e == &code.to_string()))
+                ex.is_empty() || matches!(&r.state, State::Exited { code, .. } if !r.state.never_started() && ex.iter().any(|e| e == &code.to_string()))
             })
             .filter(|r| {
                 let anc = wanted("ancestor");
