@@ -268,3 +268,122 @@ fn a_start_that_fails_before_the_process_runs_is_recorded() {
     drop(env);
     leaks.assert_clean();
 }
+
+/// `docker volume ls -q`, sorted.
+fn volumes(docker: &Cli) -> Vec<String> {
+    let mut v: Vec<String> = docker
+        .run(&["volume", "ls", "-q"])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn inspect_lists_every_mount_and_anonymous_volumes_are_made_once() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path().display().to_string();
+    d.run(&[
+        "create",
+        "--name",
+        "mnt",
+        "-v",
+        &format!("{s}:/b1:ro"),
+        "-v",
+        "named1:/v1",
+        "-v",
+        "/anon1",
+        "--mount",
+        &format!("type=bind,src={s},dst=/b2,readonly"),
+        "--mount",
+        "type=volume,src=named2,dst=/v2",
+        "--mount",
+        "type=volume,dst=/v3",
+        "--mount",
+        "type=tmpfs,dst=/t1,tmpfs-size=1m",
+        "--tmpfs",
+        "/t2:size=2m",
+        &image,
+        "sh",
+        "-c",
+        "echo run >> /v3/f; echo run >> /anon1/f; cat /v3/f /anon1/f; grep -c ' /t[12] tmpfs' /proc/mounts",
+    ])
+    .ok();
+
+    // What Docker 20.10 shows for the same flags, in destination order.
+    let mounts = || -> Vec<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_str(&inspect(d, "mnt", "{{json .Mounts}}")).unwrap();
+        let mut v = v.as_array().cloned().unwrap();
+        v.sort_by_key(|m| m["Destination"].as_str().unwrap().to_string());
+        v
+    };
+    let before = mounts();
+    let rows: Vec<String> = before
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} {} mode={} rw={} prop={}",
+                m["Type"].as_str().unwrap(),
+                m["Destination"].as_str().unwrap(),
+                m["Source"].as_str().unwrap().replace(&s, "SRC"),
+                m["Mode"].as_str().unwrap(),
+                m["RW"],
+                m["Propagation"].as_str().unwrap()
+            )
+        })
+        .map(|r| {
+            // Volume sources are under the data root.
+            let data_root = env.daemon.data_root().display().to_string();
+            r.replace(&data_root, "ROOT")
+        })
+        .collect();
+    let anon1 = before[0]["Name"].as_str().unwrap().to_string();
+    let v3 = before[6]["Name"].as_str().unwrap().to_string();
+    assert_eq!(
+        rows,
+        [
+            format!("volume /anon1 ROOT/volumes/{anon1}/_data mode= rw=true prop="),
+            "bind /b1 SRC mode=ro rw=false prop=rprivate".to_string(),
+            "bind /b2 SRC mode= rw=false prop=rprivate".to_string(),
+            "tmpfs /t1  mode= rw=true prop=".to_string(),
+            "volume /v1 ROOT/volumes/named1/_data mode=z rw=true prop=".to_string(),
+            "volume /v2 ROOT/volumes/named2/_data mode=z rw=true prop=".to_string(),
+            format!("volume /v3 ROOT/volumes/{v3}/_data mode=z rw=true prop="),
+        ]
+    );
+    assert_eq!(anon1.len(), 64, "{anon1}");
+    assert_eq!(v3.len(), 64, "{v3}");
+    assert_eq!(
+        inspect(d, "mnt", "{{json .HostConfig.Tmpfs}}"),
+        r#"{"/t2":"size=2m"}"#
+    );
+    let mut all = vec![anon1.clone(), v3.clone(), "named1".into(), "named2".into()];
+    all.sort();
+    assert_eq!(volumes(d), all, "made at create");
+
+    // Each start finds what the one before wrote: the same volumes.
+    let first = d.run(&["start", "-a", "mnt"]).ok();
+    assert_eq!(first.stdout, "run\nrun\n2\n");
+    let second = d.run(&["start", "-a", "mnt"]).ok();
+    assert_eq!(second.stdout, "run\nrun\nrun\nrun\n2\n");
+    assert_eq!(mounts(), before);
+    assert_eq!(volumes(d), all, "no volume made at start");
+
+    // The anonymous volumes are in use: `volume prune` keeps them.
+    d.run(&["volume", "prune", "-f"]).ok();
+    assert_eq!(volumes(d), all);
+    // `rm -v` takes the anonymous volumes; named ones stay.
+    d.run(&["rm", "-v", "mnt"]).ok();
+    assert_eq!(volumes(d), ["named1", "named2"]);
+    d.run(&["volume", "rm", "named1", "named2"]).ok();
+    drop(env);
+    leaks.assert_clean();
+}

@@ -210,6 +210,7 @@ impl Engine {
                     || mounts
                         .iter()
                         .any(|m| m["Type"] == "volume" && m["Source"] == name)
+                    || c.anonymous_volumes.values().any(|v| v == name)
             })
             .map(|c| c.id)
             .collect()

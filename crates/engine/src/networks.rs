@@ -1016,6 +1016,7 @@ mod tests {
             manually_stopped: false,
             runtime: "servin".into(),
             health: None,
+            anonymous_volumes: Default::default(),
         };
         assert!(matches!(plan(&rec("host", json!({}))).unwrap(), Plan::Host));
         assert!(matches!(plan(&rec("none", json!({}))).unwrap(), Plan::None));

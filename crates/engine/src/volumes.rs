@@ -52,12 +52,24 @@ impl Engine {
             Some(n) => (n.to_string(), false),
             None => (crate::containers::new_id(), true),
         };
-        if !valid_name(&name) {
+        self.make_volume(&name, anonymous, labels, options)?;
+        self.inspect_volume(&name)
+    }
+
+    /// Creates the volume `name` unless it exists.
+    fn make_volume(
+        &self,
+        name: &str,
+        anonymous: bool,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        if !valid_name(name) {
             return Err(Error::invalid(format!(
                 "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
             )));
         }
-        let dir = self.volumes_root().join(&name);
+        let dir = self.volumes_root().join(name);
         let meta_path = dir.join("volume.json");
         if !meta_path.exists() {
             std::fs::create_dir_all(dir.join("_data"))
@@ -72,15 +84,28 @@ impl Engine {
                 &meta_path,
                 &serde_json::to_vec_pretty(&meta).expect("json"),
             )?;
-            self.emit(crate::Event::volume("create", &name));
+            self.emit(crate::Event::volume("create", name));
         }
-        self.inspect_volume(&name)
+        Ok(())
     }
 
     /// The data directory of a named volume, creating the volume if needed.
     pub(crate) fn volume_data(&self, name: &str) -> Result<PathBuf, Error> {
-        self.create_volume(Some(name), BTreeMap::new(), None, BTreeMap::new())?;
-        Ok(self.volumes_root().join(name).join("_data"))
+        self.make_volume(name, false, BTreeMap::new(), BTreeMap::new())?;
+        Ok(self.volume_path(name))
+    }
+
+    /// The data directory of a container's anonymous volume (`-v /dir`,
+    /// `--mount type=volume` without a source), created once, marked
+    /// anonymous for `volume prune` and `rm -v`.
+    pub(crate) fn anonymous_volume_data(&self, name: &str) -> Result<PathBuf, Error> {
+        self.make_volume(name, true, BTreeMap::new(), BTreeMap::new())?;
+        Ok(self.volume_path(name))
+    }
+
+    /// Where a volume's data is (whether or not it exists).
+    pub(crate) fn volume_path(&self, name: &str) -> PathBuf {
+        self.volumes_root().join(name).join("_data")
     }
 
     fn volume_meta(&self, name: &str) -> Result<VolumeMeta, Error> {

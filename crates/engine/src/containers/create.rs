@@ -122,6 +122,48 @@ fn security_opts(hc: &Value) -> Result<SecurityOpts, Error> {
     Ok(out)
 }
 
+/// Destinations that get an anonymous volume: `--mount type=volume`
+/// without a source, and `Config.Volumes` (`-v /dir`, the image's VOLUMEs)
+/// that no bind, mount or tmpfs covers.
+fn anonymous_targets(config: &Value, hc: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut covered = Vec::new();
+    for b in hc["Binds"].as_array().into_iter().flatten() {
+        if let Some(dst) = b.as_str().and_then(|b| b.split(':').nth(1)) {
+            covered.push(dst.to_string());
+        }
+    }
+    for m in hc["Mounts"].as_array().into_iter().flatten() {
+        let target = m["Target"].as_str().unwrap_or("").to_string();
+        if m["Type"] == "volume" && m["Source"].as_str().is_none_or(str::is_empty) {
+            out.push(target);
+        } else {
+            covered.push(target);
+        }
+    }
+    if let Some(t) = hc["Tmpfs"].as_object() {
+        covered.extend(t.keys().cloned());
+    }
+    for target in config["Volumes"]
+        .as_object()
+        .into_iter()
+        .flat_map(|v| v.keys())
+    {
+        if !covered.contains(target) && !out.contains(target) {
+            out.push(target.clone());
+        }
+    }
+    out
+}
+
+/// The anonymous volume kept for `target`.
+fn anonymous_volume<'a>(rec: &'a ContainerRecord, target: &str) -> Result<&'a str, Error> {
+    rec.anonymous_volumes
+        .get(target)
+        .map(String::as_str)
+        .ok_or_else(|| Error::internal(format!("No anonymous volume was made for {target}")))
+}
+
 /// The host's init binary for `--init`, as Docker's `exec.LookPath` reports
 /// a missing or unusable one.
 fn check_init_binary(path: &Path) -> Result<(), Error> {
@@ -219,6 +261,13 @@ impl Engine {
         if !exposed.is_empty() {
             config.insert("ExposedPorts".into(), Value::Object(exposed));
         }
+        let mut volumes = img["Volumes"].as_object().cloned().unwrap_or_default();
+        if let Some(own) = body["Volumes"].as_object() {
+            volumes.extend(own.clone());
+        }
+        if !volumes.is_empty() {
+            config.insert("Volumes".into(), Value::Object(volumes));
+        }
         let has_entrypoint = !body["Entrypoint"].is_null();
         let entrypoint = if has_entrypoint {
             body["Entrypoint"].clone()
@@ -315,13 +364,23 @@ impl Engine {
             manually_stopped: false,
             runtime,
             health: None,
+            anonymous_volumes: Default::default(),
         };
-        self.prepare_mounts(&rec)?;
+        // Anonymous volumes are made once, here, and kept for every start.
+        let mut rec = rec;
+        rec.anonymous_volumes = anonymous_targets(&rec.config, &rec.host_config)
+            .into_iter()
+            .map(|t| (t, new_id()))
+            .collect();
+        if let Err(e) = self.prepare_mounts(&rec) {
+            self.drop_anonymous_volumes(&rec);
+            return Err(e);
+        }
         // A generated name can clash with one generated at the same moment
         // for a concurrent create: pick another, as Docker does.
-        let mut rec = rec;
         while let Err(e) = self.containers().insert(rec.clone()) {
             if name_given || e.kind != servin_api::ErrorKind::Conflict {
+                self.drop_anonymous_volumes(&rec);
                 return Err(e);
             }
             let taken: Vec<String> = self
@@ -404,19 +463,21 @@ impl Engine {
                     });
                 }
                 "volume" => {
-                    let src = m["Source"]
-                        .as_str()
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .unwrap_or_else(new_id);
+                    let source = match m["Source"].as_str().filter(|s| !s.is_empty()) {
+                        Some(name) => self.volume_data(name)?,
+                        None => self.anonymous_volume_data(anonymous_volume(rec, &target)?)?,
+                    };
                     out.push(MountSpec::Bind {
-                        source: self.volume_data(&src)?,
+                        source,
                         destination: target,
                         readonly,
                     });
                 }
                 "tmpfs" => {
                     let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                    if readonly {
+                        options.push("ro".into());
+                    }
                     if let Some(size) = m["TmpfsOptions"]["SizeBytes"].as_i64() {
                         options.push(format!("size={size}"));
                     }
@@ -452,7 +513,49 @@ impl Engine {
                 });
             }
         }
+        // `-v /dir` and the image's VOLUMEs.
+        for (target, name) in &rec.anonymous_volumes {
+            if !out.iter().any(|m| m.destination() == target) {
+                out.push(MountSpec::Bind {
+                    source: self.anonymous_volume_data(name)?,
+                    destination: target.clone(),
+                    readonly: false,
+                });
+            }
+        }
         Ok(out)
+    }
+
+    /// Gives a container created before its anonymous volumes were kept
+    /// in its record one for each destination that needs it.
+    pub(crate) fn keep_anonymous_volumes(
+        &self,
+        rec: ContainerRecord,
+    ) -> Result<ContainerRecord, Error> {
+        let missing: Vec<String> = anonymous_targets(&rec.config, &rec.host_config)
+            .into_iter()
+            .filter(|t| !rec.anonymous_volumes.contains_key(t))
+            .collect();
+        if missing.is_empty() {
+            return Ok(rec);
+        }
+        let (_, rec) = self.containers().update(&rec.id, |r| {
+            for t in &missing {
+                r.anonymous_volumes.insert(t.clone(), new_id());
+            }
+            Ok(())
+        })?;
+        Ok(rec)
+    }
+
+    /// Removes a container's anonymous volumes (`rm -v`, `--rm`, a create
+    /// that failed); one still in use elsewhere stays.
+    pub(crate) fn drop_anonymous_volumes(&self, rec: &ContainerRecord) {
+        for name in rec.anonymous_volumes.values() {
+            if let Err(e) = self.remove_volume(name, true) {
+                tracing::info!(volume = %name, error = %e.message, "anonymous volume kept");
+            }
+        }
     }
 
     /// The runtime's view of a container, built at each start, in the

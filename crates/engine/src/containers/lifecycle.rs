@@ -128,6 +128,7 @@ impl Engine {
         }
         // Docker's checks before a start (a `--mount` bind source that is
         // gone) fail it with nothing recorded.
+        let rec = self.keep_anonymous_volumes(rec)?;
         let mounts = self.prepare_mounts(&rec)?;
         // Any later failure is recorded as Docker does: the error and an
         // exit code in `State`, the container still shown as created.
@@ -234,7 +235,7 @@ impl Engine {
                 let engine = self.clone();
                 let id = id.to_string();
                 tokio::spawn(async move {
-                    let _ = engine.remove_container(&id, true, false).await;
+                    let _ = engine.remove_container(&id, true, true).await;
                 });
             }
         }
@@ -295,7 +296,7 @@ impl Engine {
         }
         self.emit(Event::container("die", id, &rec));
         if rec.host_config["AutoRemove"].as_bool().unwrap_or(false) {
-            let _ = self.remove_container(id, true, false).await;
+            let _ = self.remove_container(id, true, true).await;
             return;
         }
         if self.should_restart(&rec, code) {
@@ -484,7 +485,6 @@ impl Engine {
         force: bool,
         volumes: bool,
     ) -> Result<(), Error> {
-        let _ = volumes;
         let rec = self.containers().get(name)?;
         if rec.state.is_running() {
             if !force {
@@ -524,6 +524,10 @@ impl Engine {
         let id = rec.id.clone();
         blocking(move || store.remove(&id)).await?;
         self.execs().forget_container(&rec.id);
+        // Named volumes stay, as with Docker.
+        if volumes {
+            self.drop_anonymous_volumes(&rec);
+        }
         self.emit(Event::container("destroy", &rec.id, &rec));
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! What the engine remembers of a container, persisted as
 //! `containers/<id>/container.json` (temp file + rename on every change).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -138,6 +139,11 @@ pub struct ContainerRecord {
     /// The healthcheck's state, when the container has one and has run.
     #[serde(default)]
     pub health: Option<super::health::Health>,
+    /// The volume made at create for each destination that has an
+    /// anonymous one (`-v /dir`, an image's `VOLUME`, `--mount
+    /// type=volume` without a source), kept for every start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub anonymous_volumes: BTreeMap<String, String>,
 }
 
 impl ContainerRecord {

@@ -132,7 +132,7 @@ impl Engine {
                     "Status": status_text(r),
                     "HostConfig": {"NetworkMode": r.host_config["NetworkMode"].as_str().filter(|s| !s.is_empty()).unwrap_or("default")},
                     "NetworkSettings": {"Networks": self.network_settings_view(r)["Networks"]},
-                    "Mounts": [],
+                    "Mounts": self.mount_views(r),
                 })
             })
             .collect())
@@ -208,7 +208,11 @@ impl Engine {
         }))
     }
 
+    /// `Mounts` as Docker shows them: `-v` binds and volumes, every
+    /// `--mount` (bind, volume, tmpfs) and the anonymous volumes of
+    /// `Config.Volumes`; `--tmpfs` is only in `HostConfig.Tmpfs`.
     fn mount_views(&self, r: &ContainerRecord) -> Vec<Value> {
+        let volume = |name: &str, dst: &str, mode: &str, rw: bool| json!({"Type": "volume", "Name": name, "Source": self.volume_path(name), "Destination": dst, "Driver": "local", "Mode": mode, "RW": rw, "Propagation": ""});
         let mut out = Vec::new();
         for b in r.host_config["Binds"]
             .as_array()
@@ -226,13 +230,37 @@ impl Engine {
             if parts[0].starts_with('/') {
                 out.push(json!({"Type": "bind", "Source": parts[0], "Destination": parts[1], "Mode": parts.get(2).unwrap_or(&""), "RW": rw, "Propagation": "rprivate"}));
             } else {
-                let src = self
-                    .config()
-                    .data_root
-                    .join("volumes")
-                    .join(parts[0])
-                    .join("_data");
-                out.push(json!({"Type": "volume", "Name": parts[0], "Source": src, "Destination": parts[1], "Driver": "local", "Mode": parts.get(2).unwrap_or(&"z"), "RW": rw, "Propagation": ""}));
+                out.push(volume(parts[0], parts[1], parts.get(2).unwrap_or(&"z"), rw));
+            }
+        }
+        for m in r.host_config["Mounts"].as_array().into_iter().flatten() {
+            let dst = m["Target"].as_str().unwrap_or("");
+            let rw = !m["ReadOnly"].as_bool().unwrap_or(false);
+            match m["Type"].as_str().unwrap_or("") {
+                "bind" => {
+                    let propagation = m["BindOptions"]["Propagation"]
+                        .as_str()
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or("rprivate");
+                    out.push(json!({"Type": "bind", "Source": m["Source"], "Destination": dst, "Mode": "", "RW": rw, "Propagation": propagation}));
+                }
+                "volume" => {
+                    let name = match m["Source"].as_str().filter(|s| !s.is_empty()) {
+                        Some(n) => n,
+                        None => match r.anonymous_volumes.get(dst) {
+                            Some(n) => n.as_str(),
+                            None => continue,
+                        },
+                    };
+                    out.push(volume(name, dst, "z", rw));
+                }
+                "tmpfs" => out.push(json!({"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "", "RW": rw, "Propagation": ""})),
+                _ => {}
+            }
+        }
+        for (dst, name) in &r.anonymous_volumes {
+            if !out.iter().any(|m| m["Destination"] == dst.as_str()) {
+                out.push(volume(name, dst, "", true));
             }
         }
         out
