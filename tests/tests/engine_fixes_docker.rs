@@ -387,3 +387,31 @@ fn inspect_lists_every_mount_and_anonymous_volumes_are_made_once() {
     drop(env);
     leaks.assert_clean();
 }
+
+#[test]
+fn a_failed_exec_leaves_the_container_removable() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+    // With Docker's default seccomp filter, and without one.
+    for (name, opts) in [
+        ("filtered", vec![]),
+        ("unconfined", vec!["--security-opt", "seccomp=unconfined"]),
+    ] {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(opts);
+        args.extend([image.as_str(), "sleep", "600"]);
+        d.run(&args).ok();
+        // The working directory fails inside the runtime's init, after the
+        // process was forked into the container.
+        d.run(&["exec", "-w", "/nonexistent", name, "true"]).fails();
+        // The container still runs execs, and goes with rm -f.
+        let out = d.run(&["exec", name, "echo", "alive"]).ok();
+        assert_eq!(out.out(), "alive");
+        d.run(&["rm", "-f", name]).ok();
+    }
+    assert_eq!(names(d), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}

@@ -183,14 +183,20 @@ impl Builtin {
         if filtered {
             set_no_new_privileges(process_json)?;
         }
-        let pid = self
+        let before = children();
+        let built = self
             .builder_with(stdio, ServinExecutor { seccomp })?
             .as_tenant()
             .with_process(Some(process_json))
             .with_detach(tty)
-            .build()
-            .map_err(|e| classify_runtime_error("exec", chain(&e)))?;
-        Ok(pid.as_raw())
+            .build();
+        match built {
+            Ok(pid) => Ok(pid.as_raw()),
+            Err(e) => {
+                reap_new_children(&before);
+                Err(classify_runtime_error("exec", chain(&e)))
+            }
+        }
     }
 
     /// The seccomp filter of the container's own bundle, if it has one.
@@ -213,6 +219,40 @@ impl Builtin {
         })?;
         self.container = None;
         Ok(())
+    }
+}
+
+/// This process's children, as `/proc` lists them.
+fn children() -> Vec<i32> {
+    let tasks = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten();
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// Reaps what a failed exec left: libcontainer 0.7 does not wait for its
+/// intermediate and init processes when the init fails after the fork (a
+/// working directory that does not exist). The init is in the container's
+/// PID namespace, and while it stays an unreaped zombie the container's
+/// own init cannot finish exiting when killed: the shim then never sees
+/// the exit and the rootfs stays mounted. The shim is single-threaded, so
+/// every child that was not there before the exec is that exec's.
+fn reap_new_children(before: &[i32]) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::waitpid;
+    use nix::unistd::Pid;
+    for pid in children().into_iter().filter(|p| !before.contains(p)) {
+        let pid = Pid::from_raw(pid);
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
     }
 }
 
