@@ -415,3 +415,73 @@ fn a_failed_exec_leaves_the_container_removable() {
     drop(env);
     leaks.assert_clean();
 }
+
+/// Unmounts its path when dropped, so a failed assertion leaves no mount.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_removal_that_cannot_finish_leaves_a_dead_container_to_remove_again() {
+    require_tools!(
+        "docker",
+        "docker-registry",
+        "skopeo",
+        "busybox",
+        "mount",
+        "umount"
+    );
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+    let id = d
+        .run(&["create", "--name", "stuck", &image, "true"])
+        .ok()
+        .out()
+        .to_string();
+    // A mount left in the container's folder makes its removal fail with
+    // EBUSY (what a stuck shim's rootfs did).
+    let busy = env
+        .daemon
+        .data_root()
+        .join("containers")
+        .join(&id)
+        .join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "servin-test", busy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mounted = Mounted(busy);
+    let failed = d.run(&["rm", "stuck"]).fails();
+    assert!(
+        failed
+            .stderr
+            .contains(&format!("unable to remove filesystem for {id}")),
+        "{}",
+        failed.stderr
+    );
+    let ps = d
+        .run(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=stuck",
+            "--format",
+            "{{.Status}}",
+        ])
+        .ok();
+    assert_eq!(ps.out(), "Dead");
+    assert_eq!(inspect(d, "stuck", "{{.State.Status}}"), "dead");
+    d.run(&["start", "stuck"]).fails();
+    drop(mounted);
+    d.run(&["rm", "stuck"]).ok();
+    assert_eq!(names(d), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}

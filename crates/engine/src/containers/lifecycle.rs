@@ -522,7 +522,17 @@ impl Engine {
         self.release_network(&rec.id).await;
         let store = self.containers_arc();
         let id = rec.id.clone();
-        blocking(move || store.remove(&id)).await?;
+        if let Err(e) = blocking(move || store.remove(&id)).await {
+            // As Docker does: the container is dead, and `rm` may be tried again.
+            let _ = self.containers().update(&rec.id, |r| {
+                r.state = State::Dead;
+                Ok(())
+            });
+            return Err(Error::internal(format!(
+                "unable to remove filesystem for {}: {}",
+                rec.id, e.message
+            )));
+        }
         self.execs().forget_container(&rec.id);
         // Named volumes stay, as with Docker.
         if volumes {

@@ -127,9 +127,10 @@ impl ContainerStore {
         Ok((out, next))
     }
 
+    /// Removes the record and its folder. When the folder cannot go (a
+    /// mount still in it) the record stays, for the caller to mark dead.
     pub fn remove(&self, id: &str) -> Result<(), Error> {
         let _write = self.write_lock(id);
-        self.lock().remove(id);
         let dir = self.dir(id);
         std::fs::remove_dir_all(&dir)
             .or_else(|e| {
@@ -139,7 +140,9 @@ impl ContainerStore {
                     Err(e)
                 }
             })
-            .map_err(|e| Error::internal(format!("Cannot remove {}: {e}", dir.display())))
+            .map_err(|e| Error::internal(format!("Cannot remove {}: {e}", dir.display())))?;
+        self.lock().remove(id);
+        Ok(())
     }
 
     fn persist(&self, rec: &ContainerRecord) -> Result<(), Error> {
