@@ -383,6 +383,21 @@ fn inspect_lists_every_mount_and_anonymous_volumes_are_made_once() {
     // `rm -v` takes the anonymous volumes; named ones stay.
     d.run(&["rm", "-v", "mnt"]).ok();
     assert_eq!(volumes(d), ["named1", "named2"]);
+    // `--rm` does the same.
+    d.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "/data",
+        "-v",
+        "named1:/k",
+        "--mount",
+        "type=volume,dst=/m",
+        &image,
+        "true",
+    ])
+    .ok();
+    assert_eq!(volumes(d), ["named1", "named2"]);
     d.run(&["volume", "rm", "named1", "named2"]).ok();
     drop(env);
     leaks.assert_clean();
