@@ -204,6 +204,39 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
     );
     docker.run(&["rm", "-f", "bg"]).ok();
 
+    // stdin to its end: the client's half-close reaches the guest (through
+    // init's relay), so `cat` ends and its output is whole.
+    let echoed = docker.run_with_stdin(
+        &["run", "--rm", "-i", "busybox", "cat"],
+        Some(b"through the relay\n"),
+    );
+    assert_eq!(echoed.code, 0, "{echoed}");
+    assert_eq!(echoed.out(), "through the relay");
+
+    // A published port answers on the host's loopback as natively, shows in
+    // `docker port`, and closes when the container stops.
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let web = docker
+        .run(&[
+            "run", "-d", "--name", "web", "-p", &publish, "busybox", "busybox", "httpd", "-f",
+            "-p", "80", "-h", "/etc",
+        ])
+        .ok();
+    let id = web.out().to_string();
+    assert_eq!(
+        docker.run(&["port", "web", "80"]).ok().out(),
+        format!("127.0.0.1:{port}")
+    );
+    let hostname = http_get_until_answered(port, "/hostname");
+    assert_eq!(hostname.trim(), &id[..12], "the container's /etc/hostname");
+    docker.run(&["stop", "-t", "1", "web"]).ok();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "host port {port} still open after the container stopped"
+    );
+    docker.run(&["rm", "web"]).ok();
+
     // A bind mount of a host folder under /tmp (shared by default), both ways.
     let shared = tempfile::Builder::new()
         .prefix("servin-vmshare-")
@@ -245,6 +278,38 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
     assert_eq!(status_json(&servin)["state"], "stopped");
     daemon.stop().unwrap();
     leaks.assert_clean();
+}
+
+/// A TCP port free on the host's loopback right now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The body of `GET path` from 127.0.0.1:port, retried while the server in
+/// the container is not up yet (a hang guard, not a speed check).
+fn http_get_until_answered(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + VM_COMMAND_LIMIT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            write!(s, "GET {path} HTTP/1.0\r\n\r\n")?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)?;
+            Ok(answer)
+        });
+        match got {
+            Ok(a) if a.starts_with("HTTP/1.") && a.contains("\r\n\r\n") => {
+                return a.split_once("\r\n\r\n").unwrap().1.to_string();
+            }
+            Ok(a) => last = format!("answer {a:?}"),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("127.0.0.1:{port}{path} never answered: {last}");
 }
 
 fn nix_is_root() -> bool {

@@ -6,6 +6,8 @@ mod server;
 mod settings;
 mod vm_bridge;
 mod vm_manager;
+mod vm_ports;
+mod vm_relay;
 
 use anyhow::Context;
 use clap::Parser;

@@ -12,7 +12,12 @@
 //!   logs, shell), which the `servin vm` verbs use.
 //!
 //! Those few responses are written by hand (a status line, headers and a
-//! body, or chunks); everything else is the guest engine's.
+//! body, or chunks); everything else is the guest engine's. Two kinds of
+//! request get more than a splice: attach and exec streams go through
+//! init's relay port (`vm_relay`), which carries the end of the client's
+//! stdin; a container start, restart, stop, kill or removal is answered
+//! only once the container's published ports listen (or no longer listen)
+//! on the host (`vm_ports`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,13 +26,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::json;
 use servin_api::API_VERSION;
-use servin_guest::contract::{ControlRequest, ControlResponse, CONTROL_PORT};
+use servin_guest::contract::{ControlRequest, ControlResponse, RelayTarget, CONTROL_PORT};
 use servin_vm::VmPaths;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 
 use crate::settings::Settings;
 use crate::vm_manager::{Phase, VmManager};
+use crate::vm_ports::Ports;
 
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -37,11 +43,14 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let provider = servin_vm::default_provider()?;
     let manager = VmManager::new(VmPaths::new(&settings.data_root), provider);
     tokio::spawn(manager.clone().health_loop());
+    let ports = Ports::new(manager.clone());
+    tokio::spawn(ports.clone().run());
     let mut tasks = Vec::new();
     for path in &settings.sockets {
         let listener = crate::server::bind(path)?;
         tracing::info!(socket = %path.display(), data_root = %settings.data_root.display(), "servind listening (VM mode)");
         let manager = manager.clone();
+        let ports = ports.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let (stream, _) = match listener.accept().await {
@@ -52,9 +61,9 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                let manager = manager.clone();
+                let (manager, ports) = (manager.clone(), ports.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = handle(manager, stream).await {
+                    if let Err(e) = handle(manager, ports, stream).await {
                         tracing::debug!(error = %format!("{e:#}"), "bridged connection ended with an error");
                     }
                 });
@@ -87,7 +96,10 @@ struct Head {
     query: String,
     len: usize,
     content_length: usize,
+    chunked: bool,
     close: bool,
+    /// The client asks to switch protocols (`Upgrade:`).
+    upgrade: bool,
 }
 
 /// Reads until `buf` holds a whole request head; None at a clean EOF.
@@ -114,6 +126,9 @@ async fn read_head(client: &mut UnixStream, buf: &mut Vec<u8>) -> anyhow::Result
                         content_length: header("content-length")
                             .and_then(|v| v.trim().parse().ok())
                             .unwrap_or(0),
+                        chunked: header("transfer-encoding")
+                            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked")),
+                        upgrade: header("upgrade").is_some(),
                         close: header("connection")
                             .is_some_and(|v| v.eq_ignore_ascii_case("close")),
                     }));
@@ -159,6 +174,14 @@ fn strip_version(path: &str) -> &str {
 
 /// Drops a handled request (head and body) from the front of `buf`.
 async fn consume(client: &mut UnixStream, buf: &mut Vec<u8>, head: &Head) -> anyhow::Result<()> {
+    let total = fill(client, buf, head).await?;
+    buf.drain(..total);
+    Ok(())
+}
+
+/// Reads until `buf` holds the whole request (head and a body of known
+/// length); returns its length.
+async fn fill(client: &mut UnixStream, buf: &mut Vec<u8>, head: &Head) -> anyhow::Result<usize> {
     let total = head.len + head.content_length;
     while buf.len() < total {
         let mut chunk = [0u8; 8192];
@@ -168,11 +191,14 @@ async fn consume(client: &mut UnixStream, buf: &mut Vec<u8>, head: &Head) -> any
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    buf.drain(..total);
-    Ok(())
+    Ok(total)
 }
 
-async fn handle(manager: Arc<VmManager>, mut client: UnixStream) -> anyhow::Result<()> {
+async fn handle(
+    manager: Arc<VmManager>,
+    ports: Arc<Ports>,
+    mut client: UnixStream,
+) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     loop {
         let Some(head) = read_head(&mut client, &mut buf).await? else {
@@ -202,36 +228,170 @@ async fn handle(manager: Arc<VmManager>, mut client: UnixStream) -> anyhow::Resu
             }
             continue;
         }
+        if hijacks(&head) {
+            // Attach and exec streams go through init's relay, which
+            // carries the client's half-close (the end of its stdin).
+            let opened = match manager.ensure_running().await {
+                Ok(()) => crate::vm_relay::open(&manager, &RelayTarget::Engine).await,
+                Err(e) => Err(e),
+            };
+            let guest = match opened {
+                Ok(g) => g,
+                Err(e) => return refuse(&mut client, &mut buf, &head, e).await,
+            };
+            crate::vm_relay::splice(&mut client, &buf, guest).await;
+            return Ok(());
+        }
         let guest = match manager.connect_engine().await {
             Ok(s) => s,
-            Err(e) => {
-                // Read the request's body first: a client still writing it
-                // to a closed connection sees a broken pipe, not our error.
-                let _ = consume(&mut client, &mut buf, &head).await;
-                let body = json!({ "message": format!("{e:#}") });
-                client
-                    .write_all(&response(
-                        500,
-                        "application/json",
-                        body.to_string().as_bytes(),
-                    ))
-                    .await?;
-                return Ok(());
-            }
+            Err(e) => return refuse(&mut client, &mut buf, &head, e).await,
         };
         guest.set_nonblocking(true)?;
         let mut guest = UnixStream::from_std(guest)?;
+        if let Some(mut id) = changes_ports(&head) {
+            if head.method == "DELETE" {
+                // Afterwards the name no longer leads to the ID.
+                id = ports.full_id(&id).await.unwrap_or(id);
+            }
+            // One request and its answer; the container's ports open (or
+            // close) on the host before the client hears of the change.
+            let total = fill(&mut client, &mut buf, &head).await?;
+            guest.write_all(&buf[..total]).await?;
+            let (status, answer) = read_response(&mut guest).await?;
+            if (200..300).contains(&status) {
+                ports.sync(&id).await;
+            }
+            client.write_all(&answer).await?;
+            buf.drain(..total);
+            if head.close {
+                return Ok(());
+            }
+            continue;
+        }
+        if !head.upgrade {
+            // One request per guest connection: the guest closes it after
+            // its answer, so the client sends its next request on a new
+            // connection, which this bridge sees (and may handle) again.
+            close_after(&mut buf, head.len);
+        }
         guest.write_all(&buf).await?;
         splice(&mut client, &mut guest).await;
         return Ok(());
     }
 }
 
+/// The guest cannot be reached: a 500 naming why.
+async fn refuse(
+    client: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    head: &Head,
+    e: anyhow::Error,
+) -> anyhow::Result<()> {
+    // Read the request's body first: a client still writing it to a closed
+    // connection sees a broken pipe, not our error.
+    let _ = consume(client, buf, head).await;
+    let body = json!({ "message": format!("{e:#}") });
+    client
+        .write_all(&response(
+            500,
+            "application/json",
+            body.to_string().as_bytes(),
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Rewrites the request head at the front of `buf` (`head_len` bytes) to
+/// end with `Connection: close` instead of any connection header it had.
+fn close_after(buf: &mut Vec<u8>, head_len: usize) {
+    let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+    let mut out = String::with_capacity(head.len() + 19);
+    for line in head.split_inclusive("\r\n") {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if line == "\r\n" {
+            out.push_str("Connection: close\r\n\r\n");
+        } else if !name.eq_ignore_ascii_case("connection")
+            && !name.eq_ignore_ascii_case("keep-alive")
+        {
+            out.push_str(line);
+        }
+    }
+    buf.splice(..head_len, out.into_bytes());
+}
+
+/// Whether a request becomes a raw stream both ways (Docker's hijacked
+/// attach and exec start).
+fn hijacks(head: &Head) -> bool {
+    if head.method != "POST" {
+        return false;
+    }
+    let parts: Vec<&str> = head.path.trim_matches('/').split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["containers", _, "attach"] | ["exec", _, "start"]
+    )
+}
+
+/// The container whose published ports a request may open or close (a
+/// start, restart, stop, kill or removal; bodies of known length only).
+fn changes_ports(head: &Head) -> Option<String> {
+    if head.chunked {
+        return None;
+    }
+    let parts: Vec<&str> = head.path.trim_matches('/').split('/').collect();
+    let id = match (head.method.as_str(), parts.as_slice()) {
+        ("POST", ["containers", id, "start" | "restart" | "stop" | "kill"]) => id,
+        ("DELETE", ["containers", id]) => id,
+        _ => return None,
+    };
+    Some(urlencoding::decode(id).ok()?.into_owned())
+}
+
+/// Reads one whole response (head and body) from the guest engine:
+/// its status and bytes.
+async fn read_response(guest: &mut UnixStream) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(len) = resp.parse(&data)? {
+            let status = resp.code.unwrap_or(500);
+            let header = |name: &str| {
+                resp.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+            };
+            let length = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
+            let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+            let done = |d: &[u8]| match length {
+                Some(n) => d.len() >= len + n,
+                None if chunked => d[len..].ends_with(b"0\r\n\r\n"),
+                None => status == 204 || status == 304,
+            };
+            while !done(&data) {
+                let n = guest.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&chunk[..n]);
+            }
+            return Ok((status, data));
+        }
+        let n = guest.read(&mut chunk).await?;
+        if n == 0 {
+            anyhow::bail!("the guest engine closed the connection without an answer");
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Copies both ways until the guest ends the connection. The client's
-/// half-close (the docker CLI's `CloseWrite` on an attach without stdin) is
-/// not passed on: vhost-device-vsock turns the end of its Unix side into a
-/// reset of the guest's connection, which would cut the container's output
-/// short. So the end of a client's stdin does not reach the guest either.
+/// half-close is not passed on: vhost-device-vsock turns the end of its
+/// Unix side into a reset of the guest's connection, which would cut an
+/// answer short. (Streams that need it, attach and exec, go through the
+/// relay instead.)
 async fn splice(client: &mut UnixStream, guest: &mut UnixStream) {
     use tokio::io::AsyncWriteExt as _;
     let (mut client_r, mut client_w) = client.split();
@@ -536,6 +696,51 @@ async fn shell(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn head(method: &str, path: &str) -> Head {
+        Head {
+            method: method.into(),
+            path: path.into(),
+            query: String::new(),
+            len: 0,
+            content_length: 0,
+            chunked: false,
+            close: false,
+            upgrade: false,
+        }
+    }
+
+    #[test]
+    fn forwarded_requests_ask_the_guest_to_close() {
+        let req = b"POST /v1.45/containers/create HTTP/1.1\r\nHost: api\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
+        let mut buf = req.to_vec();
+        close_after(&mut buf, req.len() - 2);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "POST /v1.45/containers/create HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        );
+    }
+
+    #[test]
+    fn streams_and_port_changes_are_recognised() {
+        assert!(hijacks(&head("POST", "/containers/abc/attach")));
+        assert!(hijacks(&head("POST", "/exec/abc/start")));
+        assert!(!hijacks(&head("POST", "/containers/abc/start")));
+        assert!(!hijacks(&head("GET", "/containers/abc/attach")));
+        assert_eq!(
+            changes_ports(&head("POST", "/containers/my%20web/start")),
+            Some("my web".to_string())
+        );
+        assert_eq!(
+            changes_ports(&head("DELETE", "/containers/web")),
+            Some("web".to_string())
+        );
+        assert_eq!(changes_ports(&head("POST", "/containers/web/wait")), None);
+        assert_eq!(changes_ports(&head("POST", "/containers/create")), None);
+        let mut chunked = head("POST", "/containers/web/start");
+        chunked.chunked = true;
+        assert_eq!(changes_ports(&chunked), None);
+    }
 
     #[test]
     fn versions_are_stripped_only_when_they_are_versions() {

@@ -12,6 +12,12 @@ pub const GUEST_CID: u32 = 3;
 pub const ENGINE_PORT: u32 = 2375;
 /// Default vsock port of init's control service.
 pub const CONTROL_PORT: u32 = 2376;
+/// Vsock port of init's relay: a stream to a guest-side target whose
+/// host-to-guest half is framed, so the host's half-close survives the
+/// vsock device (see [`RelayTarget`]).
+pub const RELAY_PORT: u32 = 2377;
+/// Largest payload of one relay frame.
+pub const RELAY_FRAME_MAX: usize = 64 * 1024;
 
 /// File names inside a guest image directory.
 pub const KERNEL_FILE: &str = "vmlinuz";
@@ -262,6 +268,50 @@ impl fmt::Display for ControlResponse {
     }
 }
 
+/// Where a relay connection goes, the first line the host sends on
+/// [`RELAY_PORT`]: `ENGINE` (the guest engine's API socket) or
+/// `TCP <ip>:<port>` (a container's published port). Init answers with a
+/// [`ControlResponse`] line once it has connected (or failed to). After
+/// that the guest's bytes come back as they are, and the host's go in
+/// frames: a 4-byte big-endian length then that many bytes, with the
+/// length 0 meaning "the host has no more to send" (init shuts down the
+/// writing half of its connection to the target). The guest closes the
+/// whole stream when the target has no more to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayTarget {
+    Engine,
+    Tcp(std::net::SocketAddr),
+}
+
+impl RelayTarget {
+    pub fn parse(line: &str) -> Result<RelayTarget, String> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        match line.split_once(' ') {
+            None if line == "ENGINE" => Ok(RelayTarget::Engine),
+            Some(("TCP", addr)) => addr
+                .parse()
+                .map(RelayTarget::Tcp)
+                .map_err(|_| format!("invalid address: {addr}")),
+            _ => Err(format!("unknown relay target: {line}")),
+        }
+    }
+}
+
+impl fmt::Display for RelayTarget {
+    /// The request line, with its `\n`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelayTarget::Engine => writeln!(f, "ENGINE"),
+            RelayTarget::Tcp(a) => writeln!(f, "TCP {a}"),
+        }
+    }
+}
+
+/// The header of a relay frame carrying `len` bytes (0: end of stream).
+pub fn relay_frame_header(len: usize) -> [u8; 4] {
+    (len as u32).to_be_bytes()
+}
+
 /// The JSON after `OK ` in the reply to `STATS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GuestStats {
@@ -288,6 +338,20 @@ pub fn vsock_connect_ok(reply: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_targets_round_trip_and_junk_is_refused() {
+        for t in [
+            RelayTarget::Engine,
+            RelayTarget::Tcp("172.17.0.2:80".parse().unwrap()),
+        ] {
+            assert_eq!(RelayTarget::parse(&t.to_string()), Ok(t));
+        }
+        assert!(RelayTarget::parse("TCP banana").is_err());
+        assert!(RelayTarget::parse("UNIX /etc/shadow").is_err());
+        assert_eq!(relay_frame_header(0), [0, 0, 0, 0]);
+        assert_eq!(relay_frame_header(258), [0, 0, 1, 2]);
+    }
 
     #[test]
     fn boot_args_round_trip_through_the_command_line() {

@@ -12,12 +12,14 @@ use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
 use crate::engine::Engine;
 use crate::{say, Children};
 
-pub fn serve(port: u32, children: Arc<Children>, engine: Arc<Engine>) {
-    // The vsock transport may still be probing: retry the bind a while.
+/// Binds a vsock port of the guest; the vsock transport may still be
+/// probing, so the bind is retried a while. `None` (said on the console)
+/// when it never works.
+pub(crate) fn bind_vsock(port: u32, what: &str) -> Option<VsockListener> {
     let mut tries = 0;
-    let listener = loop {
+    loop {
         match VsockListener::bind_with_cid_port(VMADDR_CID_ANY, port) {
-            Ok(l) => break l,
+            Ok(l) => return Some(l),
             Err(e) if tries < 200 => {
                 tries += 1;
                 if tries == 1 {
@@ -26,10 +28,16 @@ pub fn serve(port: u32, children: Arc<Children>, engine: Arc<Engine>) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => {
-                say!("error: cannot serve the control port {port}: {e}");
-                return;
+                say!("error: cannot serve the {what} port {port}: {e}");
+                return None;
             }
         }
+    }
+}
+
+pub fn serve(port: u32, children: Arc<Children>, engine: Arc<Engine>) {
+    let Some(listener) = bind_vsock(port, "control") else {
+        return;
     };
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
@@ -40,7 +48,7 @@ pub fn serve(port: u32, children: Arc<Children>, engine: Arc<Engine>) {
 
 /// Reads one line byte by byte, so nothing after it (a shell's input) is
 /// consumed.
-fn read_line(conn: &mut VsockStream) -> Option<String> {
+pub(crate) fn read_line(conn: &mut VsockStream) -> Option<String> {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     while line.len() < 256 {

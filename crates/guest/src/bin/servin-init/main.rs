@@ -1,7 +1,7 @@
 //! `servin-init`: PID 1 of Servin's guest (see docs/vm-guest-contract.md,
 //! "What init does"). It mounts the basics, sets the clock, loads the
 //! modules, prepares the data disk, mounts the shares, brings up the
-//! network, supervises `servind`, serves the control port and reaps every
+//! network, supervises `servind`, serves the control and relay ports and reaps every
 //! orphan. Anything it cannot do that the guest needs ends in a message on
 //! the console and a power off, never in a kernel panic loop.
 
@@ -9,6 +9,7 @@ mod control;
 mod disk;
 mod engine;
 mod net;
+mod relay;
 mod root;
 mod setup;
 
@@ -142,5 +143,6 @@ fn main() {
         let port = args.control_port;
         std::thread::spawn(move || control::serve(port, children, engine));
     }
+    std::thread::spawn(|| relay::serve(servin_guest::contract::RELAY_PORT));
     reap(&children)
 }
