@@ -420,7 +420,22 @@ fn a_failed_exec_leaves_the_container_removable() {
         d.run(&args).ok();
         // The working directory fails inside the runtime's init, after the
         // process was forked into the container.
-        d.run(&["exec", "-w", "/nonexistent", name, "true"]).fails();
+        // Docker reports it in the exec's stream, with exit code 126.
+        let failed = d
+            .run(&["exec", "-w", "/nonexistent", name, "true"])
+            .code(126);
+        assert!(
+            failed.stdout.contains("OCI runtime exec failed"),
+            "{failed:?}"
+        );
+        let failed = d.run(&["exec", "-u", "nosuchuser", name, "true"]).code(126);
+        assert!(
+            failed
+                .stdout
+                .to_lowercase()
+                .contains("unable to find user nosuchuser"),
+            "{failed:?}"
+        );
         // The container still runs execs, and goes with rm -f.
         let out = d.run(&["exec", name, "echo", "alive"]).ok();
         assert_eq!(out.out(), "alive");

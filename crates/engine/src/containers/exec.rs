@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use servin_api::Error;
-use servin_runtime::{ExecId, ProcessSpec, ShimClient};
+use servin_runtime::{ExecId, ProcessSpec, RuntimeError, ShimClient};
 
 use super::record::Action;
 use crate::Engine;
@@ -116,18 +116,27 @@ impl Engine {
         .map_err(|e| Error::internal(format!("Blocking task failed: {e}")))?;
         let (stream, shim_id) = match started {
             Ok(s) => s,
-            // As Docker: a command that cannot run is reported in the stream,
-            // and the exec's exit code is 126 (Docker uses 126 for any exec
-            // that fails to start).
-            Err(e) if e.exit_code().is_some() => {
-                let code = 126;
-                self.execs().update(id, |r| r.exit_code = Some(code));
-                return failed_exec_stream(
-                    &format!("OCI runtime exec failed: {e}\n"),
-                    exec.process.tty,
-                );
+            // A container that is not running (or whose shim is gone) and an
+            // exec already started fail before the stream, as with Docker.
+            Err(
+                e @ (RuntimeError::Conflict(_)
+                | RuntimeError::ExecNotFound(_)
+                | RuntimeError::ShimUnavailable { .. }),
+            ) => return Err(Error::from_chain(e.kind(), &e)),
+            // Any other failure to start (a command that cannot run, an
+            // unknown user, a working directory the runtime cannot enter)
+            // is reported in the stream, and the exec's exit code is 126,
+            // as Docker does for every exec that fails to start.
+            Err(e) => {
+                self.execs().update(id, |r| r.exit_code = Some(126));
+                let message = Error::from_chain(e.kind(), &e).message;
+                let message = match e {
+                    RuntimeError::User(_) => message,
+                    _ if message.starts_with("OCI runtime") => message,
+                    _ => format!("OCI runtime exec failed: {message}"),
+                };
+                return failed_exec_stream(&format!("{message}\n"), exec.process.tty);
             }
-            Err(e) => return Err(Error::from_chain(e.kind(), &e)),
         };
         let tty = exec.process.tty;
         self.execs().update(id, |e| e.shim_id = Some(shim_id));
