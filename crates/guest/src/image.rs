@@ -1,9 +1,12 @@
 //! The guest image builder (runs on the host): from Debian's kernel
 //! package (extracted), `servin-init` and the guest's binaries, writes
-//! `vmlinuz`, `initramfs.img` (a zstd-compressed cpio "newc" archive) and
-//! `VERSION`. Reproducible: entries are sorted, owned by 0:0 with mtime 0
-//! and numbered in order, so the same inputs give the same bytes, and
-//! `VERSION` is a hash of every input.
+//! `vmlinuz`, `initramfs.img` (a zstd-compressed cpio "newc" archive),
+//! `system.img` (everything under `usr/`, an erofs filesystem written by
+//! `mkfs.erofs`; see [`crate::system`]) and `VERSION`. Reproducible:
+//! entries are sorted, owned by 0:0 with mtime 0 and numbered in order, the
+//! erofs image gets timestamp 0, root ownership and a UUID from the
+//! version, so the same inputs give the same bytes, and `VERSION` is a
+//! hash of every input.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -13,9 +16,12 @@ use sha2::{Digest, Sha256};
 
 use crate::contract::{INITRAMFS_FILE, KERNEL_FILE, VERSION_FILE};
 use crate::modules::{module_name, ModulesDep, GUEST_MODULES};
+use crate::system::{SYSTEM_FILE, SYSTEM_FS, SYSTEM_PREFIX};
 
 /// Bumped when the layout of the image changes without any input changing.
-const FORMAT: &str = "servin-guest-image 1";
+const FORMAT: &str = "servin-guest-image 2";
+/// Writes the system disk (Debian's erofs-utils).
+const MKFS_EROFS: &str = "mkfs.erofs";
 const ZSTD_LEVEL: i32 = 9;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +46,10 @@ pub enum ImageError {
     MissingModule(String),
     #[error("Invalid image path {0:?}: must be relative, without . or ..")]
     BadDest(String),
+    #[error("Cannot run {MKFS_EROFS} (install Debian's erofs-utils)")]
+    NoMkfs(#[source] std::io::Error),
+    #[error("{MKFS_EROFS} failed: {0}")]
+    Mkfs(String),
 }
 
 /// What goes into the image.
@@ -65,6 +75,8 @@ pub struct Built {
     /// False when the output already had this version and was left alone.
     pub written: bool,
     pub initramfs_size: u64,
+    /// The system disk's size; 0 when nothing in the image is under `usr/`.
+    pub system_size: u64,
 }
 
 enum Node {
@@ -277,11 +289,16 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<Built, ImageError> {
 
     // Modules: the wanted ones and what they depend on, uncompressed.
     let index = index_modules(&moddir)?;
-    let wanted: Vec<String> = if spec.modules.is_empty() {
+    let mut wanted: Vec<String> = if spec.modules.is_empty() {
         GUEST_MODULES.iter().map(|s| s.to_string()).collect()
     } else {
         spec.modules.clone()
     };
+    let has_system = tree.keys().any(|k| k.starts_with(SYSTEM_PREFIX));
+    if has_system && !wanted.iter().any(|m| m == SYSTEM_FS) {
+        // Init loads it to mount the system disk.
+        wanted.push(SYSTEM_FS.to_string());
+    }
     let mut dep = ModulesDep::default();
     let mut todo: Vec<String> = wanted.iter().map(|m| m.replace('-', "_")).collect();
     let mut done = std::collections::HashSet::new();
@@ -347,19 +364,31 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<Built, ImageError> {
 
     let version = hex::encode(hash.finalize());
     let initramfs_path = out_dir.join(INITRAMFS_FILE);
+    let system_path = out_dir.join(SYSTEM_FILE);
     let kernel_out = out_dir.join(KERNEL_FILE);
     let version_path = out_dir.join(VERSION_FILE);
     if std::fs::read_to_string(&version_path).is_ok_and(|v| v.trim() == version)
         && kernel_out.is_file()
         && initramfs_path.is_file()
+        && system_path.is_file() == has_system
     {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
         return Ok(Built {
             version,
             written: false,
-            initramfs_size: std::fs::metadata(&initramfs_path).map_or(0, |m| m.len()),
+            initramfs_size: size(&initramfs_path),
+            system_size: size(&system_path),
         });
     }
 
+    // `usr/` goes to the system disk; `usr` itself stays, as the mount point.
+    let (system, tree): (BTreeMap<String, Node>, BTreeMap<String, Node>) = tree
+        .into_iter()
+        .partition(|(k, _)| k.starts_with(SYSTEM_PREFIX));
+    let system: BTreeMap<String, Node> = system
+        .into_iter()
+        .map(|(k, v)| (k[SYSTEM_PREFIX.len()..].to_string(), v))
+        .collect();
     let archive = write_cpio(&tree).map_err(|source| ImageError::Write {
         path: initramfs_path.clone(),
         source,
@@ -376,6 +405,20 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<Built, ImageError> {
     // VERSION goes last and is removed first, so a half-written image is
     // never taken for a finished one.
     let _ = std::fs::remove_file(&version_path);
+    let system_size = if system.is_empty() {
+        // An old system disk must not outlive the image it belonged to.
+        match std::fs::remove_file(&system_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ImageError::Write {
+                    path: system_path,
+                    source: e,
+                })
+            }
+            _ => 0,
+        }
+    } else {
+        write_erofs(&system, &version, &system_path)?
+    };
     write_atomic(&kernel_out, &kernel)?;
     write_atomic(&initramfs_path, &compressed)?;
     write_atomic(&version_path, format!("{version}\n").as_bytes())?;
@@ -383,7 +426,95 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<Built, ImageError> {
         version,
         written: true,
         initramfs_size: compressed.len() as u64,
+        system_size,
     })
+}
+
+/// Writes `tree` as an erofs image at `out` (through a staging directory
+/// next to it and `mkfs.erofs`): uncompressed, so the guest's page cache
+/// maps the disk's blocks as they are; every file owned by root with
+/// timestamp 0 and the UUID taken from `version`, so the bytes depend only
+/// on the tree. Returns the image's size.
+fn write_erofs(
+    tree: &BTreeMap<String, Node>,
+    version: &str,
+    out: &Path,
+) -> Result<u64, ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    let staging = out.with_extension("staging");
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ImageError::Write { path, source }
+    };
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(werr(&staging))?;
+    let result = (|| {
+        for (name, node) in tree {
+            let p = staging.join(name);
+            match node {
+                Node::Dir => std::fs::create_dir_all(&p).map_err(werr(&p))?,
+                Node::File { data, mode } => {
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent).map_err(werr(parent))?;
+                    }
+                    std::fs::write(&p, data).map_err(werr(&p))?;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
+                        .map_err(werr(&p))?;
+                }
+                Node::Symlink(t) => {
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent).map_err(werr(parent))?;
+                    }
+                    std::os::unix::fs::symlink(t, &p).map_err(werr(&p))?
+                }
+                Node::CharDev { .. } => {
+                    return Err(ImageError::BadDest(format!(
+                        "{SYSTEM_PREFIX}{name} (a device node on the system disk)"
+                    )))
+                }
+            }
+        }
+        // Directories: 0755, like the initramfs's.
+        for (name, node) in tree {
+            if matches!(node, Node::Dir) {
+                let p = staging.join(name);
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                    .map_err(werr(&p))?;
+            }
+        }
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))
+            .map_err(werr(&staging))?;
+        let v = version.as_bytes();
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            String::from_utf8_lossy(&v[0..8]),
+            String::from_utf8_lossy(&v[8..12]),
+            String::from_utf8_lossy(&v[12..16]),
+            String::from_utf8_lossy(&v[16..20]),
+            String::from_utf8_lossy(&v[20..32])
+        );
+        let tmp = out.with_extension("tmp");
+        let output = std::process::Command::new(MKFS_EROFS)
+            .args(["--quiet", "-T0", "--all-root", "-x-1"])
+            .arg(format!("-U{uuid}"))
+            .arg(&tmp)
+            .arg(&staging)
+            .output()
+            .map_err(ImageError::NoMkfs)?;
+        if !output.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ImageError::Mkfs(
+                String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            ));
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(werr(&tmp))?;
+        std::fs::rename(&tmp, out).map_err(werr(out))?;
+        std::fs::metadata(out).map(|m| m.len()).map_err(werr(out))
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ImageError> {
@@ -462,6 +593,23 @@ mod tests {
         std::fs::create_dir_all(&m).unwrap();
         std::fs::write(m.join("a.ko"), elf_with_modinfo(b"name=a\0depends=b-x\0")).unwrap();
         std::fs::write(m.join("b-x.ko"), elf_with_modinfo(b"name=b_x\0depends=\0")).unwrap();
+        let fs = root.join("lib/modules/6.1.0-9-amd64/kernel/fs/erofs");
+        std::fs::create_dir_all(&fs).unwrap();
+        std::fs::write(
+            fs.join("erofs.ko"),
+            elf_with_modinfo(b"name=erofs\0depends=\0"),
+        )
+        .unwrap();
+    }
+
+    /// `dump.erofs --path` of one file in an erofs image (erofs-utils).
+    fn erofs_stat(image: &Path, path: &str) -> String {
+        let out = std::process::Command::new("dump.erofs")
+            .arg(format!("--path={path}"))
+            .arg(image)
+            .output()
+            .expect("dump.erofs runs (apt-get install erofs-utils)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn elf_with_modinfo(modinfo: &[u8]) -> Vec<u8> {
@@ -502,6 +650,14 @@ mod tests {
         let img1 = std::fs::read(out1.join(INITRAMFS_FILE)).unwrap();
         assert_eq!(img1, std::fs::read(out2.join(INITRAMFS_FILE)).unwrap());
         assert_eq!(std::fs::read(out1.join(KERNEL_FILE)).unwrap(), b"kernel");
+        let sys1 = std::fs::read(out1.join(SYSTEM_FILE)).unwrap();
+        assert_eq!(sys1, std::fs::read(out2.join(SYSTEM_FILE)).unwrap());
+        assert_eq!(b1.system_size, sys1.len() as u64);
+        // The system disk holds usr/ (without the prefix), root's, 0755.
+        let stat = erofs_stat(&out1.join(SYSTEM_FILE), "/bin/servind");
+        assert!(stat.contains("Size: 6 "), "{stat}");
+        assert!(stat.contains("Uid: 0   Gid: 0"), "{stat}");
+        assert!(stat.contains("Access: 0755"), "{stat}");
 
         let again = build(&spec, &out1).unwrap();
         assert!(!again.written, "unchanged inputs rebuild nothing");
@@ -514,20 +670,26 @@ mod tests {
         for want in [
             "init",
             "dev/console",
-            "usr/bin/servind",
+            "usr",
             "bin/sh",
             "lib/modules/6.1.0-9-amd64/kernel/drivers/a.ko",
             "lib/modules/6.1.0-9-amd64/kernel/drivers/b-x.ko",
+            // Init mounts the system disk with it.
+            "lib/modules/6.1.0-9-amd64/kernel/fs/erofs/erofs.ko",
         ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
+        assert!(
+            !names.iter().any(|n| n.starts_with("usr/")),
+            "usr/ is on the system disk, not in the initramfs: {names:?}"
+        );
         let dep = entries
             .iter()
             .find(|e| e.0.ends_with("modules.dep"))
             .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&dep.2),
-            "kernel/drivers/a.ko: kernel/drivers/b-x.ko\nkernel/drivers/b-x.ko:\n"
+            "kernel/drivers/a.ko: kernel/drivers/b-x.ko\nkernel/drivers/b-x.ko:\nkernel/fs/erofs/erofs.ko:\n"
         );
 
         // A changed input is a new version.
@@ -535,6 +697,17 @@ mod tests {
         let b3 = build(&spec, &out1).unwrap();
         assert!(b3.written);
         assert_ne!(b3.version, b1.version);
+
+        // An image with nothing under usr/ has no system disk, and a
+        // rebuild removes the old one.
+        let bare = ImageSpec {
+            files: Vec::new(),
+            ..spec.clone()
+        };
+        let b4 = build(&bare, &out1).unwrap();
+        assert!(b4.written);
+        assert_eq!(b4.system_size, 0);
+        assert!(!out1.join(SYSTEM_FILE).exists());
     }
 
     #[test]

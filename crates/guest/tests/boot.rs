@@ -23,6 +23,7 @@ use servin_guest::contract::{
     ControlResponse, CONTROL_PORT, ENGINE_PORT, ENGINE_READY_LINE, GUEST_CID, INITRAMFS_FILE,
     KERNEL_FILE,
 };
+use servin_guest::system::{SYSTEM_FILE, SYSTEM_SERIAL};
 
 /// A guard against a guest that never gets there (not a performance check).
 fn hang_guard() -> Duration {
@@ -146,6 +147,16 @@ impl Vm {
                 disk.display()
             ))
             .args(["-device", "virtio-blk-device,drive=data"])
+            // The image's /usr (servin_guest::system), after the data disk.
+            .arg("-drive")
+            .arg(format!(
+                "id=system,file={},format=raw,if=none,readonly=on",
+                image.join(SYSTEM_FILE).display()
+            ))
+            .arg("-device")
+            .arg(format!(
+                "virtio-blk-device,drive=system,serial={SYSTEM_SERIAL}"
+            ))
             .arg("-chardev")
             .arg(format!("socket,id=vsock,path={}", vhost.display()))
             .args(["-device", "vhost-user-vsock-device,chardev=vsock"])

@@ -58,10 +58,11 @@ fn main() {
         Ok(b) => {
             let what = if b.written { "wrote" } else { "up to date:" };
             println!(
-                "{what} {} (version {}, initramfs {} bytes)",
+                "{what} {} (version {}, initramfs {} bytes, system disk {} bytes)",
                 out.display(),
                 b.version,
-                b.initramfs_size
+                b.initramfs_size,
+                b.system_size
             );
         }
         Err(e) => {

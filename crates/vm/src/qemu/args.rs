@@ -2,6 +2,7 @@
 //! the kernel directly (no firmware), every device on virtio-mmio.
 
 use servin_guest::contract::{kernel_cmdline, share_tag};
+use servin_guest::system::{SYSTEM_FILE, SYSTEM_SERIAL};
 
 use crate::provider::{Accelerator, LaunchSpec};
 use crate::VmError;
@@ -44,8 +45,17 @@ impl Virtiofsd {
     }
 }
 
-/// TCG with a 32 MiB translation cache (QEMU's default is 1 GiB).
-const TCG_ACCEL: &str = "tcg,tb-size=32";
+/// TCG with a 16 MiB translation cache (QEMU's default is 1 GiB). Every
+/// MiB of it the guest fills stays resident on the host; 32 MiB cost 20 MiB
+/// more of idle PSS than 16 with no cold-start difference measured.
+const TCG_ACCEL: &str = "tcg,tb-size=16";
+
+/// The image's system disk, next to its initramfs, when it has one (an
+/// image built before the system disk holds everything in the initramfs).
+pub fn system_image(spec: &LaunchSpec) -> Option<std::path::PathBuf> {
+    let p = spec.initramfs.with_file_name(SYSTEM_FILE);
+    p.is_file().then_some(p)
+}
 
 /// The arguments after `qemu-system-x86_64`.
 pub fn qemu_args(spec: &LaunchSpec, accel: Accelerator) -> Result<Vec<String>, VmError> {
@@ -86,6 +96,18 @@ pub fn qemu_args(spec: &LaunchSpec, accel: Accelerator) -> Result<Vec<String>, V
             disk.display()
         );
         push(&["-drive", &drive, "-device", "virtio-blk-device,drive=data"]);
+    }
+    // The system disk (the image's /usr, read-only) after the data disk, so
+    // that the data disk stays /dev/vda; init finds it by its serial. The
+    // guest's page cache then holds only the parts of the binaries it runs,
+    // where an initramfs would keep every byte in guest RAM.
+    if let Some(system) = system_image(spec) {
+        let drive = format!(
+            "id=system,file={},if=none,format=raw,readonly=on",
+            system.display()
+        );
+        let device = format!("virtio-blk-device,drive=system,serial={SYSTEM_SERIAL}");
+        push(&["-drive", &drive, "-device", &device]);
     }
     if spec.vsock {
         let chardev = format!("socket,id=vsock,path={}", p.vhost_vsock_socket().display());
@@ -159,7 +181,7 @@ mod tests {
     fn tcg_microvm_with_every_device() {
         let a = qemu_args(&spec(), Accelerator::Tcg).unwrap();
         assert_eq!(value_after(&a, "-machine"), ["microvm"]);
-        assert_eq!(value_after(&a, "-accel"), ["tcg,tb-size=32"]);
+        assert_eq!(value_after(&a, "-accel"), ["tcg,tb-size=16"]);
         assert_eq!(value_after(&a, "-smp"), ["2"]);
         assert_eq!(value_after(&a, "-m"), ["2048M"]);
         assert!(value_after(&a, "-object")[0].contains("memory-backend-memfd"));
@@ -227,6 +249,35 @@ mod tests {
         assert_eq!(
             value_after(&a, "-device"),
             ["virtio-balloon-device,free-page-reporting=on"]
+        );
+    }
+
+    #[test]
+    fn the_system_disk_comes_after_the_data_disk_when_the_image_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec();
+        s.initramfs = dir.path().join("initramfs.img");
+        let a = qemu_args(&s, Accelerator::Tcg).unwrap();
+        assert!(
+            !value_after(&a, "-drive")
+                .iter()
+                .any(|d| d.contains("system")),
+            "no system.img, no system disk: {a:?}"
+        );
+        std::fs::write(dir.path().join(SYSTEM_FILE), b"erofs").unwrap();
+        let a = qemu_args(&s, Accelerator::Tcg).unwrap();
+        let drives = value_after(&a, "-drive");
+        assert!(drives[0].starts_with("id=data,"), "{drives:?}");
+        assert!(drives[1].contains("readonly=on"), "{drives:?}");
+        assert!(
+            drives[1].contains(&dir.path().join(SYSTEM_FILE).display().to_string()),
+            "{drives:?}"
+        );
+        let devices = value_after(&a, "-device");
+        assert_eq!(devices[0], "virtio-blk-device,drive=data");
+        assert_eq!(
+            devices[1],
+            format!("virtio-blk-device,drive=system,serial={SYSTEM_SERIAL}")
         );
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use servin_guest::contract::{Share, DATA_MOUNT, DNS_ADDR};
 use servin_guest::modules::{module_name, ModulesDep, GUEST_MODULES};
+use servin_guest::system::{SYSTEM_FS, SYSTEM_MOUNT, SYSTEM_SERIAL};
 
 use crate::say;
 
@@ -92,7 +93,11 @@ pub fn set_clock(seconds: u64) -> Result<(), String> {
 
 /// Step 3: the contract's modules, each after its dependencies, with the
 /// `name.param=value` words of the kernel command line as parameters
-/// (the kernel only applies those itself to built-in modules).
+/// (the kernel only applies those itself to built-in modules); then the
+/// system disk on `/usr`. The module files are deleted once loaded: they
+/// live in the root tmpfs, that is in guest RAM, and nothing loads them
+/// again. An error mounting the system disk is fatal (no engine without
+/// it): init prints it and powers off.
 pub fn load_modules(cmdline: &str) {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
@@ -102,10 +107,23 @@ pub fn load_modules(cmdline: &str) {
         Ok(t) => ModulesDep::parse(&t),
         Err(e) => {
             say!("warning: no modules.dep for kernel {release}: {e}");
-            return;
+            ModulesDep::default()
         }
     };
-    let (order, missing) = dep.load_order(GUEST_MODULES);
+    load(&dir, &dep, GUEST_MODULES, cmdline);
+    let result = mount_system(&dir, &dep, cmdline);
+    if let Err(e) = std::fs::remove_dir_all("/lib/modules") {
+        say!("warning: cannot remove the loaded modules' files: {e}");
+    }
+    if let Err(e) = result {
+        say!("error: {e}");
+        power_off();
+    }
+}
+
+/// Loads `names` (and what they need, first) from `dir`.
+fn load(dir: &Path, dep: &ModulesDep, names: &[&str], cmdline: &str) {
+    let (order, missing) = dep.load_order(names);
     for m in missing {
         say!("warning: module {m} is not in the image");
     }
@@ -131,6 +149,51 @@ pub fn load_modules(cmdline: &str) {
             Err(e) => say!("warning: cannot load module {name}: {e}"),
         }
     }
+}
+
+/// Mounts the image's system disk (the virtio-blk disk whose serial is
+/// `SYSTEM_SERIAL`, erofs) read-only on `/usr`. An image whose `/usr` is
+/// in the initramfs (built before the system disk) needs none.
+fn mount_system(dir: &Path, dep: &ModulesDep, cmdline: &str) -> Result<(), String> {
+    let has_usr = std::fs::read_dir(SYSTEM_MOUNT).is_ok_and(|mut d| d.next().is_some());
+    if has_usr {
+        return Ok(());
+    }
+    load(dir, dep, &[SYSTEM_FS], cmdline);
+    let start = Instant::now();
+    let device = loop {
+        if let Some(d) = find_disk(SYSTEM_SERIAL) {
+            break d;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!(
+                "no system disk (a virtio-blk disk with serial {SYSTEM_SERIAL}): the host must attach the image's {}",
+                servin_guest::system::SYSTEM_FILE
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let source = format!("/dev/{device}");
+    if !wait_for(Path::new(&source), Duration::from_secs(5)) {
+        return Err(format!("the system disk {source} has no device node"));
+    }
+    mount(
+        Some(source.as_str()),
+        SYSTEM_MOUNT,
+        Some(SYSTEM_FS),
+        MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(|e| format!("Cannot mount the system disk {source} on {SYSTEM_MOUNT}: {e}"))
+}
+
+/// The block device (`vdb`) whose virtio serial is `serial`.
+fn find_disk(serial: &str) -> Option<String> {
+    std::fs::read_dir("/sys/block").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let s = std::fs::read_to_string(e.path().join("serial")).ok()?;
+        (s.trim() == serial).then(|| e.file_name().to_string_lossy().into_owned())
+    })
 }
 
 /// Waits for a path (a device node the kernel probes asynchronously).
