@@ -515,3 +515,111 @@ fn a_removal_that_cannot_finish_leaves_a_dead_container_to_remove_again() {
     drop(env);
     leaks.assert_clean();
 }
+
+#[test]
+fn ps_filters_before_since_volume_network_and_health() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+    let ps = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["ps", "--format", "{{.Names}}"];
+        all.extend(args);
+        let mut v: Vec<String> = d
+            .run(&all)
+            .ok()
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let first = d
+        .run(&[
+            "create",
+            "--name",
+            "first",
+            "-v",
+            "vol1:/data",
+            &image,
+            "true",
+        ])
+        .ok()
+        .out()
+        .to_string();
+    let up = d
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "up",
+            "--network",
+            "none",
+            &image,
+            "sleep",
+            "600",
+        ])
+        .ok()
+        .out()
+        .to_string();
+    d.run(&["create", "--name", "last", &image, "true"]).ok();
+
+    // As Docker 20.10: since/before compare creation, and do not imply -a.
+    assert_eq!(ps(&["--filter", "since=first"]), ["up"]);
+    assert_eq!(ps(&["-a", "--filter", "since=first"]), ["last", "up"]);
+    assert_eq!(ps(&["-a", "--filter", "before=last"]), ["first", "up"]);
+    assert_eq!(ps(&["-a", "--filter", &format!("before={up}")]), ["first"]);
+    assert_eq!(ps(&["-a", "--filter", "volume=vol1"]), ["first"]);
+    assert_eq!(ps(&["-a", "--filter", "volume=/data"]), ["first"]);
+    assert_eq!(
+        ps(&["-a", "--filter", "volume=nosuch"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(ps(&["--filter", "network=none"]), ["up"]);
+    assert_eq!(ps(&["--filter", "network=bridge"]), Vec::<String>::new());
+    assert_eq!(
+        ps(&["-a", "--filter", "health=none"]),
+        ["first", "last", "up"]
+    );
+    assert_eq!(
+        ps(&["-a", "--filter", "health=healthy"]),
+        Vec::<String>::new()
+    );
+    // Several ids: any of them.
+    assert_eq!(
+        ps(&[
+            "-a",
+            "--filter",
+            &format!("id={}", &first[..12]),
+            "--filter",
+            &format!("id={up}")
+        ]),
+        ["first", "up"]
+    );
+
+    let bad = d.run(&["ps", "--filter", "health=foo"]).fails();
+    assert!(
+        bad.stderr
+            .contains("Unrecognised filter value for health: foo"),
+        "{}",
+        bad.stderr
+    );
+    let bad = d.run(&["ps", "--filter", "since=nosuch"]).fails();
+    assert!(
+        bad.stderr.contains("no such container nosuch"),
+        "{}",
+        bad.stderr
+    );
+    let bad = d.run(&["ps", "--filter", "nosuchkey=1"]).fails();
+    assert!(
+        bad.stderr.contains("invalid filter 'nosuchkey'"),
+        "{}",
+        bad.stderr
+    );
+
+    d.run(&["rm", "-f", "first", "up", "last"]).ok();
+    d.run(&["volume", "rm", "vol1"]).ok();
+    drop(env);
+    leaks.assert_clean();
+}

@@ -80,20 +80,63 @@ impl Engine {
     ) -> Result<Vec<Value>, Error> {
         let filters = crate::filters::Filters::parse(filters)?;
         let wanted = |key: &str| filters.values(key);
-        for key in filters.keys() {
-            if !matches!(
-                key.as_str(),
-                "id" | "name" | "status" | "label" | "exited" | "ancestor"
-            ) {
-                return Err(Error::invalid(format!("invalid filter '{key}'")));
+        filters.accept_only(&[
+            "id", "name", "status", "label", "exited", "ancestor", "before", "since", "volume",
+            "network", "health",
+        ])?;
+        for h in wanted("health") {
+            if !matches!(h.as_str(), "starting" | "healthy" | "unhealthy" | "none") {
+                return Err(Error::invalid(format!(
+                    "Unrecognised filter value for health: {h}"
+                )));
             }
         }
+        // `before`/`since`: created before or after another container.
+        let created_of = |key: &str| -> Result<Option<String>, Error> {
+            match wanted(key).first() {
+                None => Ok(None),
+                Some(v) => self
+                    .containers()
+                    .get(v)
+                    .map(|c| Some(c.created))
+                    .map_err(|_| Error::not_found(format!("no such container {v}"))),
+            }
+        };
+        let (before, since) = (created_of("before")?, created_of("since")?);
+        let any_of = |key: &str, hit: &dyn Fn(&str) -> bool| {
+            let values = wanted(key);
+            values.is_empty() || values.iter().any(|v| hit(v))
+        };
         let mut rows: Vec<ContainerRecord> = self
             .containers()
             .all()
             .into_iter()
             .filter(|r| all || r.state.is_running() || !wanted("status").is_empty())
-            .filter(|r| wanted("id").iter().all(|p| r.id.starts_with(p.as_str())))
+            .filter(|r| any_of("id", &|p| r.id.starts_with(p)))
+            .filter(|r| before.as_ref().is_none_or(|t| r.created < *t))
+            .filter(|r| since.as_ref().is_none_or(|t| r.created > *t))
+            .filter(|r| {
+                let health = r.health.as_ref().map_or("none", |h| h.status.as_str());
+                any_of("health", &|h| h == health)
+            })
+            .filter(|r| {
+                let mounts = self.mount_views(r);
+                any_of("volume", &|v| {
+                    mounts.iter().any(|m| {
+                        m["Destination"] == v
+                            || m["Name"] == v
+                            || (m["Name"].is_null() && m["Source"] == v)
+                    })
+                })
+            })
+            .filter(|r| {
+                let view = self.network_settings_view(r);
+                let nets = view["Networks"].as_object().cloned().unwrap_or_default();
+                any_of("network", &|n| {
+                    nets.iter()
+                        .any(|(name, ep)| name == n || ep["NetworkID"] == n)
+                })
+            })
             .filter(|r| {
                 let names = wanted("name");
                 names.is_empty() || names.iter().any(|n| r.name.contains(n.trim_start_matches('/')))
