@@ -623,3 +623,48 @@ fn ps_filters_before_since_volume_network_and_health() {
     drop(env);
     leaks.assert_clean();
 }
+
+#[test]
+fn an_empty_volume_gets_what_the_image_has_at_its_destination() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+    let ls = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend(extra);
+        args.extend([image.as_str(), "/bin/busybox", "ls", "-l", "/bin"]);
+        d.run(&args)
+    };
+    let plain = ls(&[]).ok().stdout;
+    assert!(plain.contains("busybox"), "{plain}");
+    // As Docker 20.10: a named and an anonymous volume over /bin show the
+    // image's /bin (content, modes, owners, symlinks).
+    assert_eq!(ls(&["-v", "copied:/bin"]).ok().stdout, plain);
+    assert_eq!(ls(&["--mount", "type=volume,dst=/bin"]).ok().stdout, plain);
+    // The copy is the volume's own: a volume that is not empty is left as it is.
+    d.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "copied:/bin",
+        &image,
+        "/bin/busybox",
+        "rm",
+        "/bin/cat",
+    ])
+    .ok();
+    let after = ls(&["-v", "copied:/bin"]).ok().stdout;
+    assert!(!after.contains(" cat"), "{after}");
+    assert!(after.contains("busybox"), "{after}");
+    // volume-nocopy: the volume stays empty, so there is no /bin/busybox.
+    ls(&["--mount", "type=volume,src=empty,dst=/bin,volume-nocopy"]).code(127);
+    d.run(&["volume", "rm", "copied", "empty"]).ok();
+    assert_eq!(
+        d.run(&["volume", "ls", "-q"]).ok().out(),
+        "",
+        "--rm left an anonymous volume"
+    );
+    drop(env);
+    leaks.assert_clean();
+}

@@ -526,6 +526,69 @@ impl Engine {
         Ok(out)
     }
 
+    /// The volumes Docker fills from the container's filesystem when they
+    /// are empty at a start (all but binds and `nocopy` ones), as (data
+    /// folder, destination).
+    pub(crate) fn volume_copies(&self, rec: &ContainerRecord) -> Vec<(std::path::PathBuf, String)> {
+        let hc = &rec.host_config;
+        let mut out = Vec::new();
+        for b in hc["Binds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
+            let parts: Vec<&str> = b.split(':').collect();
+            if let [src, dst, rest @ ..] = parts.as_slice() {
+                let nocopy = rest
+                    .first()
+                    .is_some_and(|o| o.split(',').any(|x| x == "nocopy"));
+                if !src.starts_with('/') && !nocopy {
+                    out.push((self.volume_path(src), dst.to_string()));
+                }
+            }
+        }
+        for m in hc["Mounts"].as_array().into_iter().flatten() {
+            let target = m["Target"].as_str().unwrap_or("");
+            if m["Type"] != "volume" || m["VolumeOptions"]["NoCopy"].as_bool().unwrap_or(false) {
+                continue;
+            }
+            let name = match m["Source"].as_str().filter(|s| !s.is_empty()) {
+                Some(n) => n,
+                None => match rec.anonymous_volumes.get(target) {
+                    Some(n) => n.as_str(),
+                    None => continue,
+                },
+            };
+            out.push((self.volume_path(name), target.to_string()));
+        }
+        for (target, name) in &rec.anonymous_volumes {
+            if !out.iter().any(|(_, d)| d == target) {
+                out.push((self.volume_path(name), target.clone()));
+            }
+        }
+        out
+    }
+
+    /// The container's layers, top first: its own upper dir, then the
+    /// image's snapshots.
+    pub(crate) fn layers_top_first(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<Vec<std::path::PathBuf>, Error> {
+        let store = self.image_store();
+        let image = store.resolve(&rec.image_id)?;
+        let mut out = vec![self.containers().dir(&rec.id).join("upper")];
+        out.extend(
+            image
+                .layers
+                .iter()
+                .rev()
+                .map(|l| store.snapshots().path(&l.diff_id)),
+        );
+        Ok(out)
+    }
+
     /// Gives a container created before its anonymous volumes were kept
     /// in its record one for each destination that needs it.
     pub(crate) fn keep_anonymous_volumes(

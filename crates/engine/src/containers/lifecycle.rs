@@ -130,6 +130,9 @@ impl Engine {
         // gone) fail it with nothing recorded.
         let rec = self.keep_anonymous_volumes(rec)?;
         let mounts = self.prepare_mounts(&rec)?;
+        if let Err(e) = self.copy_up_volumes(&rec).await {
+            return Err(self.record_failed_start(&rec.id, e, None));
+        }
         // Any later failure is recorded as Docker does: the error and an
         // exit code in `State`, the container still shown as created.
         // A network that cannot be set up (a host port taken) leaves
@@ -194,6 +197,28 @@ impl Engine {
         self.watch(rec.id.clone());
         self.start_health(&rec.id);
         Ok(())
+    }
+
+    /// Fills each empty volume from what the container has at its
+    /// destination, as Docker does at every start.
+    async fn copy_up_volumes(&self, rec: &ContainerRecord) -> Result<(), Error> {
+        let copies = self.volume_copies(rec);
+        if copies.is_empty() {
+            return Ok(());
+        }
+        let layers = self.layers_top_first(rec)?;
+        blocking(move || {
+            for (volume, dest) in copies {
+                super::copyup::populate(&layers, &dest, &volume).map_err(|e| {
+                    Error::internal(format!(
+                        "Cannot copy {dest} into volume {}: {e}",
+                        volume.display()
+                    ))
+                })?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Records a start the runtime failed: its exit code (127/126 for a

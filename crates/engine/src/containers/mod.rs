@@ -1,6 +1,7 @@
 //! Containers: records, lifecycle under per-container shims, logs, views.
 
 mod archive;
+mod copyup;
 mod create;
 mod exec;
 mod health;
