@@ -123,14 +123,33 @@ fn container_prune_applies_label_and_until_filters() {
     assert_eq!(names(d), ["keep", "running"]);
 
     // A time after every creation: what is stopped goes, the running stays.
+    // The space reclaimed is what the containers wrote (Docker: 1.049MB).
     d.run(&[
-        "container",
-        "prune",
-        "-f",
-        "--filter",
-        "until=2999-01-01T00:00:00Z",
+        "run",
+        "--name",
+        "writer",
+        &image,
+        "dd",
+        "if=/dev/zero",
+        "of=/tmp/f",
+        "bs=1024",
+        "count=1024",
     ])
     .ok();
+    let out = d
+        .run(&[
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            "until=2999-01-01T00:00:00Z",
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains("Total reclaimed space: 1.049MB"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(names(d), ["running"]);
     d.run(&["rm", "-f", "running"]).ok();
     drop(env);

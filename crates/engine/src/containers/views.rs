@@ -316,6 +316,7 @@ impl Engine {
         filters.accept_only(&["label", "label!", "until"])?;
         let until = filters.until(chrono::Utc::now())?;
         let mut deleted = Vec::new();
+        let mut reclaimed = 0u64;
         for r in self.containers().all() {
             if !matches!(r.state, State::Exited { .. } | State::Created | State::Dead) {
                 continue;
@@ -327,11 +328,17 @@ impl Engine {
             if !filters.match_labels(&r.config["Labels"]) {
                 continue;
             }
+            // What the container wrote, as Docker counts its layer's size.
+            let upper = self.containers().dir(&r.id).join("upper");
+            let size = tokio::task::spawn_blocking(move || servin_image::dir_size(&upper))
+                .await
+                .unwrap_or(0);
             self.remove_container(&r.id, false, false).await?;
+            reclaimed += size;
             deleted.push(r.id);
         }
         Ok(
-            json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": 0}),
+            json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}),
         )
     }
 }
