@@ -19,19 +19,25 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use serde_json::Value;
-use servin_guest::contract::{RelayTarget, ENGINE_PORT};
-use tokio::net::{TcpListener, UnixStream};
-use tokio::sync::Mutex;
+use servin_guest::contract::{relay_frame_header, RelayTarget, ENGINE_PORT, RELAY_FRAME_MAX};
+use tokio::net::{TcpListener, UdpSocket, UnixStream};
+use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::vm_manager::{Phase, VmManager};
 
 /// One host port relayed to one container port in the guest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Binding {
+    udp: bool,
     host: SocketAddr,
     target: SocketAddr,
 }
+
+/// How long a UDP flow through the relay lives without a datagram from
+/// its client (the kernel's conntrack keeps an unreplied UDP flow 30 s and
+/// a replied one 120 s).
+const UDP_IDLE: Duration = Duration::from_secs(60);
 
 struct Published {
     bindings: Vec<Binding>,
@@ -169,17 +175,22 @@ impl Ports {
         }
         let mut tasks = Vec::new();
         for b in &wanted {
-            match TcpListener::bind(b.host).await {
-                Ok(listener) => {
-                    tracing::info!(host = %b.host, target = %b.target, "publishing a port of the VM");
-                    tasks.push(tokio::spawn(serve(
-                        self.manager.clone(),
-                        listener,
-                        b.target,
-                    )));
+            let task = if b.udp {
+                UdpSocket::bind(b.host)
+                    .await
+                    .map(|s| tokio::spawn(serve_udp(self.manager.clone(), s, b.target)))
+            } else {
+                TcpListener::bind(b.host)
+                    .await
+                    .map(|l| tokio::spawn(serve(self.manager.clone(), l, b.target)))
+            };
+            match task {
+                Ok(t) => {
+                    tracing::info!(host = %b.host, target = %b.target, udp = b.udp, "publishing a port of the VM");
+                    tasks.push(t);
                 }
                 Err(e) => tracing::warn!(
-                    host = %b.host, error = %e,
+                    host = %b.host, udp = b.udp, error = %e,
                     "cannot publish a port of the VM on the host"
                 ),
             }
@@ -194,10 +205,10 @@ impl Ports {
     }
 }
 
-/// The TCP bindings of an inspected container: host address and port,
-/// and the container's address in the guest with the container port.
-/// IPv6 host addresses are left out (the IPv4 wildcard listener serves
-/// the host), as are UDP ports (not relayed yet).
+/// The bindings of an inspected container: protocol, host address and
+/// port, and the container's address in the guest with the container
+/// port. IPv6 host addresses are left out (the IPv4 wildcard listener
+/// serves the host); SCTP is not relayed.
 fn bindings(c: &Value) -> Vec<Binding> {
     if c["State"]["Running"] != Value::Bool(true) {
         return Vec::new();
@@ -220,8 +231,10 @@ fn bindings(c: &Value) -> Vec<Binding> {
     };
     let mut out = Vec::new();
     for (port, hosts) in settings["Ports"].as_object().into_iter().flatten() {
-        let Some((num, "tcp")) = port.split_once('/') else {
-            continue;
+        let (num, udp) = match port.split_once('/') {
+            Some((num, "tcp")) => (num, false),
+            Some((num, "udp")) => (num, true),
+            _ => continue,
         };
         let Ok(container_port) = num.parse::<u16>() else {
             continue;
@@ -238,6 +251,7 @@ fn bindings(c: &Value) -> Vec<Binding> {
                 continue;
             };
             let b = Binding {
+                udp,
                 host: SocketAddr::new(host_ip, host_port),
                 target: SocketAddr::new(ip, container_port),
             };
@@ -246,7 +260,7 @@ fn bindings(c: &Value) -> Vec<Binding> {
             }
         }
     }
-    out.sort_by_key(|b| (b.host, b.target));
+    out.sort();
     out
 }
 
@@ -267,6 +281,75 @@ async fn serve(manager: Arc<VmManager>, listener: TcpListener, target: SocketAdd
                 Err(e) => tracing::debug!(%target, error = %format!("{e:#}"), "relay failed"),
             }
         });
+    }
+}
+
+/// Receives on a published UDP port and relays each client's datagrams
+/// (one flow per client address, ended after [`UDP_IDLE`]).
+async fn serve_udp(manager: Arc<VmManager>, socket: UdpSocket, target: SocketAddr) {
+    let socket = Arc::new(socket);
+    // Dropped with this task: the flows end with it.
+    let mut flows_tasks = tokio::task::JoinSet::new();
+    let mut flows: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        flows.retain(|_, tx| !tx.is_closed());
+        while flows_tasks.try_join_next().is_some() {}
+        let tx = flows.entry(from).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(256);
+            flows_tasks.spawn(udp_flow(manager.clone(), socket.clone(), from, target, rx));
+            tx
+        });
+        // A full queue drops the datagram, as a full socket buffer would.
+        let _ = tx.try_send(buf[..n].to_vec());
+    }
+}
+
+async fn udp_flow(
+    manager: Arc<VmManager>,
+    socket: Arc<UdpSocket>,
+    client: SocketAddr,
+    target: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let guest = match crate::vm_relay::open(&manager, &RelayTarget::Udp(target)).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::debug!(%target, error = %format!("{e:#}"), "UDP relay failed");
+            return;
+        }
+    };
+    let (mut guest_r, mut guest_w) = guest.into_split();
+    let up = async {
+        while let Ok(Some(d)) = tokio::time::timeout(UDP_IDLE, rx.recv()).await {
+            let mut frame = relay_frame_header(d.len()).to_vec();
+            frame.extend_from_slice(&d);
+            if guest_w.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; RELAY_FRAME_MAX];
+        loop {
+            let Ok(len) = guest_r.read_u32().await else {
+                break;
+            };
+            let len = len as usize;
+            if len > RELAY_FRAME_MAX || guest_r.read_exact(&mut buf[..len]).await.is_err() {
+                break;
+            }
+            let _ = socket.send_to(&buf[..len], client).await;
+        }
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
     }
 }
 
@@ -324,15 +407,28 @@ mod tests {
                 }
             }
         });
-        let got: Vec<(String, String)> = bindings(&c)
+        let got: Vec<(bool, String, String)> = bindings(&c)
             .into_iter()
-            .map(|b| (b.host.to_string(), b.target.to_string()))
+            .map(|b| (b.udp, b.host.to_string(), b.target.to_string()))
             .collect();
         assert_eq!(
             got,
             vec![
-                ("0.0.0.0:8080".to_string(), "172.18.0.5:80".to_string()),
-                ("127.0.0.1:8443".to_string(), "172.18.0.5:443".to_string()),
+                (
+                    false,
+                    "0.0.0.0:8080".to_string(),
+                    "172.18.0.5:80".to_string()
+                ),
+                (
+                    false,
+                    "127.0.0.1:8443".to_string(),
+                    "172.18.0.5:443".to_string()
+                ),
+                (
+                    true,
+                    "0.0.0.0:5353".to_string(),
+                    "172.18.0.5:53".to_string()
+                ),
             ]
         );
         let mut stopped = c.clone();

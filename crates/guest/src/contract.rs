@@ -270,7 +270,10 @@ impl fmt::Display for ControlResponse {
 
 /// Where a relay connection goes, the first line the host sends on
 /// [`RELAY_PORT`]: `ENGINE` (the guest engine's API socket) or
-/// `TCP <ip>:<port>` (a container's published port). Init answers with a
+/// `TCP <ip>:<port>` (a container's published port) or `UDP <ip>:<port>`
+/// (a published UDP port: then both directions are frames, one datagram
+/// each, and the host ends the stream when the flow goes idle). Init
+/// answers with a
 /// [`ControlResponse`] line once it has connected (or failed to). After
 /// that the guest's bytes come back as they are, and the host's go in
 /// frames: a 4-byte big-endian length then that many bytes, with the
@@ -281,6 +284,7 @@ impl fmt::Display for ControlResponse {
 pub enum RelayTarget {
     Engine,
     Tcp(std::net::SocketAddr),
+    Udp(std::net::SocketAddr),
 }
 
 impl RelayTarget {
@@ -291,6 +295,10 @@ impl RelayTarget {
             Some(("TCP", addr)) => addr
                 .parse()
                 .map(RelayTarget::Tcp)
+                .map_err(|_| format!("invalid address: {addr}")),
+            Some(("UDP", addr)) => addr
+                .parse()
+                .map(RelayTarget::Udp)
                 .map_err(|_| format!("invalid address: {addr}")),
             _ => Err(format!("unknown relay target: {line}")),
         }
@@ -303,6 +311,7 @@ impl fmt::Display for RelayTarget {
         match self {
             RelayTarget::Engine => writeln!(f, "ENGINE"),
             RelayTarget::Tcp(a) => writeln!(f, "TCP {a}"),
+            RelayTarget::Udp(a) => writeln!(f, "UDP {a}"),
         }
     }
 }
@@ -344,6 +353,7 @@ mod tests {
         for t in [
             RelayTarget::Engine,
             RelayTarget::Tcp("172.17.0.2:80".parse().unwrap()),
+            RelayTarget::Udp("172.17.0.2:53".parse().unwrap()),
         ] {
             assert_eq!(RelayTarget::parse(&t.to_string()), Ok(t));
         }

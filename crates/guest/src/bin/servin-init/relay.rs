@@ -6,11 +6,15 @@
 //! reset of the whole connection, so an unframed stream cannot carry it.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use servin_guest::contract::{ControlResponse, RelayTarget, GUEST_ENGINE_SOCKET, RELAY_FRAME_MAX};
+use servin_guest::contract::{
+    relay_frame_header, ControlResponse, RelayTarget, GUEST_ENGINE_SOCKET, RELAY_FRAME_MAX,
+};
 use vsock::VsockStream;
 
 use crate::control::{bind_vsock, read_line};
@@ -34,6 +38,7 @@ enum Target {
 impl Target {
     fn connect(to: &RelayTarget) -> io::Result<Target> {
         Ok(match to {
+            RelayTarget::Udp(_) => unreachable!("datagrams are relayed by `datagrams`"),
             RelayTarget::Engine => Target::Unix(UnixStream::connect(GUEST_ENGINE_SOCKET)?),
             RelayTarget::Tcp(addr) => {
                 let s = TcpStream::connect_timeout(addr, Duration::from_secs(5))?;
@@ -76,6 +81,9 @@ fn handle(mut conn: VsockStream) {
     let Some(line) = read_line(&mut conn) else {
         return;
     };
+    if let Ok(RelayTarget::Udp(addr)) = RelayTarget::parse(&line) {
+        return datagrams(conn, addr);
+    }
     let mut target = match RelayTarget::parse(&line)
         .map_err(|e| e.to_string())
         .and_then(|t| {
@@ -130,4 +138,62 @@ fn upstream(conn: &mut VsockStream, target: &mut Target) -> io::Result<()> {
         conn.read_exact(&mut buf[..len])?;
         target.writer().write_all(&buf[..len])?;
     }
+}
+
+/// A UDP flow: each frame from the host is one datagram to `addr`, each
+/// datagram back is one frame to the host, until the host closes.
+fn datagrams(mut conn: VsockStream, addr: std::net::SocketAddr) {
+    let socket = match UdpSocket::bind(("0.0.0.0", 0)).and_then(|s| {
+        s.connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        Ok(s)
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot reach {addr}: {e}");
+            let _ = conn.write_all(ControlResponse::Err(msg).to_string().as_bytes());
+            return;
+        }
+    };
+    if conn
+        .write_all(ControlResponse::Ok(String::new()).to_string().as_bytes())
+        .is_err()
+    {
+        return;
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let (Ok(back), Ok(mut down)) = (socket.try_clone(), conn.try_clone()) else {
+        return;
+    };
+    let replies = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4 + RELAY_FRAME_MAX];
+            while !done.load(Ordering::Relaxed) {
+                // Timeouts come back to check `done`; an error (an ICMP
+                // unreachable while nothing listens yet) is the target's.
+                if let Ok(n) = back.recv(&mut buf[4..]) {
+                    buf[..4].copy_from_slice(&relay_frame_header(n));
+                    if down.write_all(&buf[..4 + n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        })
+    };
+    let mut buf = vec![0u8; RELAY_FRAME_MAX];
+    loop {
+        let mut header = [0u8; 4];
+        if conn.read_exact(&mut header).is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes(header) as usize;
+        if len == 0 || len > RELAY_FRAME_MAX || conn.read_exact(&mut buf[..len]).is_err() {
+            break;
+        }
+        let _ = socket.send(&buf[..len]);
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = conn.shutdown(Shutdown::Both);
+    let _ = replies.join();
 }
