@@ -336,10 +336,7 @@ async fn udp_flow(
     };
     let down = async {
         let mut buf = vec![0u8; RELAY_FRAME_MAX];
-        loop {
-            let Ok(len) = guest_r.read_u32().await else {
-                break;
-            };
+        while let Ok(len) = guest_r.read_u32().await {
             let len = len as usize;
             if len > RELAY_FRAME_MAX || guest_r.read_exact(&mut buf[..len]).await.is_err() {
                 break;
