@@ -687,3 +687,38 @@ fn an_empty_volume_gets_what_the_image_has_at_its_destination() {
     drop(env);
     leaks.assert_clean();
 }
+
+#[test]
+fn a_removal_cut_short_by_a_daemon_stop_leaves_a_dead_container() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (mut env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let id = env
+        .docker
+        .run(&["create", "--name", "halfgone", &image, "true"])
+        .ok()
+        .out()
+        .to_string();
+    // What a daemon stopped in the middle of `docker rm` leaves on disk.
+    env.daemon.stop().unwrap();
+    let path = env
+        .daemon
+        .data_root()
+        .join("containers")
+        .join(&id)
+        .join("container.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    rec["state"] = serde_json::json!({"status": "removing"});
+    std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    env.daemon.restart().unwrap();
+
+    // As Docker restores one: dead, and removable (it stayed "removal in
+    // progress" for ever).
+    let d = &env.docker;
+    assert_eq!(inspect(d, "halfgone", "{{.State.Status}}"), "dead");
+    d.run(&["rm", "halfgone"]).ok();
+    assert_eq!(names(d), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}

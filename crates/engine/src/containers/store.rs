@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use servin_api::Error;
 
-use super::record::ContainerRecord;
+use super::record::{ContainerRecord, State};
 
 /// How many locks order the writes of containers' records (one container
 /// always maps to the same one).
@@ -24,7 +24,8 @@ pub struct ContainerStore {
 
 impl ContainerStore {
     /// Loads every `containers/<id>/container.json`; directories without a
-    /// readable record (a crash during create) are removed.
+    /// readable record (a crash during create) are removed, and a record
+    /// left in the middle of its removal is dead.
     pub fn open(data_root: &Path) -> Result<Self, Error> {
         let root = data_root.join("containers");
         std::fs::create_dir_all(&root)
@@ -48,11 +49,27 @@ impl ContainerStore {
                 }
             }
         }
-        Ok(Self {
+        // A removal the daemon did not finish (it was stopped or crashed
+        // in the middle): dead, as Docker has it, for `rm` to try again.
+        let interrupted: Vec<String> = map
+            .values_mut()
+            .filter(|r| r.state == State::Removing)
+            .map(|r| {
+                r.state = State::Dead;
+                r.id.clone()
+            })
+            .collect();
+        let store = Self {
             root,
             inner: Mutex::new(map),
             writes: std::array::from_fn(|_| Mutex::new(())),
-        })
+        };
+        for id in interrupted {
+            if let Ok(rec) = store.get(&id) {
+                store.persist(&rec)?;
+            }
+        }
+        Ok(store)
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ContainerRecord>> {
