@@ -219,6 +219,11 @@ fn a_start_that_fails_before_the_process_runs_is_recorded() {
         ])
         .ok();
     assert_eq!(created.out().len(), 12, "{}", created.stdout);
+    // As Docker: `wait` answers the recorded code at once, and `exited`
+    // matches only containers that ran.
+    assert_eq!(d.run(&["wait", "noinit"]).ok().out(), "127");
+    let exited = d.run(&["ps", "-aq", "--filter", "exited=127"]).ok();
+    assert_eq!(exited.out(), "");
     // A second start fails the same way and is recorded again.
     d.run(&["start", "noinit"]).fails();
     assert_eq!(inspect(d, "noinit", "{{.State.ExitCode}}"), "127");
