@@ -727,3 +727,40 @@ fn a_removal_cut_short_by_a_daemon_stop_leaves_a_dead_container() {
     drop(env);
     leaks.assert_clean();
 }
+
+#[test]
+fn volume_prune_applies_label_filters() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let env = Env::start();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+    let kept = d
+        .run(&["volume", "create", "--label", "keep=1"])
+        .ok()
+        .out()
+        .to_string();
+    let plain = d.run(&["volume", "create"]).ok().out().to_string();
+    let mut both = vec![kept.clone(), plain.clone()];
+    both.sort();
+
+    d.run(&["volume", "prune", "-f", "--filter", "label=none"])
+        .ok();
+    assert_eq!(volumes(d), both, "a label nothing has matches nothing");
+    let bad = d
+        .run(&["volume", "prune", "-f", "--filter", "foo=bar"])
+        .fails();
+    assert!(
+        bad.stderr.contains("invalid filter 'foo'"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(volumes(d), both);
+    d.run(&["volume", "prune", "-f", "--filter", "label!=keep"])
+        .ok();
+    assert_eq!(volumes(d), [kept.clone()]);
+    d.run(&["volume", "prune", "-f", "--filter", "label=keep=1"])
+        .ok();
+    assert_eq!(volumes(d), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}

@@ -155,11 +155,7 @@ impl Engine {
             if !values("name").iter().all(|n| name.contains(n.as_str())) {
                 continue;
             }
-            let labels_ok = values("label").iter().all(|l| match l.split_once('=') {
-                Some((k, val)) => v["Labels"][k] == val,
-                None => !v["Labels"][l.as_str()].is_null(),
-            });
-            if !labels_ok {
+            if !f.match_labels(&v["Labels"]) {
                 continue;
             }
             if let Some(d) = values("dangling").first() {
@@ -202,12 +198,17 @@ impl Engine {
     /// `POST /volumes/prune`: unused anonymous volumes, or all unused with `all=true`.
     pub fn prune_volumes(&self, filters: &str) -> Result<Value, Error> {
         let f = crate::filters::Filters::parse(filters)?;
+        f.accept_only(&["label", "label!", "all"])?;
         let all = f.values("all").iter().any(|x| x == "true" || x == "1");
         let mut deleted = Vec::new();
         let mut reclaimed = 0u64;
         for name in self.volume_names() {
             let meta = self.volume_meta(&name)?;
-            if (all || meta.anonymous) && self.volume_users(&name).is_empty() {
+            let labels = serde_json::to_value(&meta.labels).unwrap_or_default();
+            if (all || meta.anonymous)
+                && f.match_labels(&labels)
+                && self.volume_users(&name).is_empty()
+            {
                 reclaimed += servin_image::dir_size(&self.volumes_root().join(&name));
                 self.remove_volume(&name, false)?;
                 deleted.push(name);
