@@ -757,7 +757,7 @@ fn volume_prune_applies_label_filters() {
     assert_eq!(volumes(d), both);
     d.run(&["volume", "prune", "-f", "--filter", "label!=keep"])
         .ok();
-    assert_eq!(volumes(d), [kept.clone()]);
+    assert_eq!(volumes(d), [kept]);
     d.run(&["volume", "prune", "-f", "--filter", "label=keep=1"])
         .ok();
     assert_eq!(volumes(d), Vec::<String>::new());
