@@ -237,6 +237,30 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
     );
     docker.run(&["rm", "web"]).ok();
 
+    // A host port a host process holds: the start fails saying so, and
+    // the container does not keep running.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_port = held.local_addr().unwrap().port();
+    let publish = format!("127.0.0.1:{held_port}:80");
+    let refused = docker
+        .run(&[
+            "run", "-d", "--name", "taken", "-p", &publish, "busybox", "sleep", "1000",
+        ])
+        .code(125);
+    assert!(
+        refused
+            .stderr
+            .contains("Ports are not available on the host")
+            && refused.stderr.contains(&held_port.to_string()),
+        "{refused}"
+    );
+    let state = docker
+        .run(&["inspect", "-f", "{{.State.Running}}", "taken"])
+        .ok();
+    assert_eq!(state.out(), "false");
+    docker.run(&["rm", "-f", "taken"]).ok();
+    drop(held);
+
     // A published UDP port: busybox has no UDP server, so a static echo
     // server built here for musl (the guest image's build adds the target)
     // runs from the shared /tmp.

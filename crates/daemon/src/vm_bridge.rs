@@ -257,9 +257,21 @@ async fn handle(
             // close) on the host before the client hears of the change.
             let total = fill(&mut client, &mut buf, &head).await?;
             guest.write_all(&buf[..total]).await?;
-            let (status, answer) = read_response(&mut guest).await?;
+            let (status, mut answer) = read_response(&mut guest).await?;
             if (200..300).contains(&status) {
-                ports.sync(&id).await;
+                let failed = ports.sync(&id).await;
+                let starts = head.path.ends_with("/start") || head.path.ends_with("/restart");
+                if !failed.is_empty() && starts {
+                    // A host process holds a port the container publishes:
+                    // the start fails as natively, and the container stops.
+                    let path = format!("/containers/{id}/stop?t=0");
+                    let _ = crate::vm_ports::post(&manager, &path).await;
+                    ports.sync(&id).await;
+                    let message =
+                        format!("Ports are not available on the host: {}", failed.join("; "));
+                    let body = json!({ "message": message }).to_string();
+                    answer = response(500, "application/json", body.as_bytes());
+                }
             }
             client.write_all(&answer).await?;
             buf.drain(..total);

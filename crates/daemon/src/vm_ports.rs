@@ -42,6 +42,8 @@ const UDP_IDLE: Duration = Duration::from_secs(60);
 struct Published {
     bindings: Vec<Binding>,
     tasks: Vec<JoinHandle<()>>,
+    /// Why host ports could not be taken (one message each).
+    failed: Vec<String>,
 }
 
 impl Published {
@@ -153,7 +155,9 @@ impl Ports {
 
     /// Makes the host's listeners for container `id` match what the guest
     /// says it publishes now (none when it is not running or is gone).
-    pub async fn sync(&self, id: &str) {
+    /// Returns why host ports it wants could not be taken (a host process
+    /// holds them), one message each.
+    pub async fn sync(&self, id: &str) -> Vec<String> {
         let (id, wanted) = match get_json(&self.manager, &format!("/containers/{id}/json")).await {
             Ok(c) => (c["Id"].as_str().unwrap_or(id).to_string(), bindings(&c)),
             Err(_) => (id.to_string(), Vec::new()),
@@ -164,16 +168,17 @@ impl Ports {
             .find(|k| k.starts_with(&id))
             .cloned()
             .unwrap_or(id);
-        if map.get(&key).map(|p| &p.bindings) == Some(&wanted) {
-            return;
+        if let Some(p) = map.get(&key).filter(|p| p.bindings == wanted) {
+            return p.failed.clone();
         }
         if let Some(old) = map.remove(&key) {
             old.close().await;
         }
         if wanted.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut tasks = Vec::new();
+        let mut failed = Vec::new();
         for b in &wanted {
             let task = if b.udp {
                 UdpSocket::bind(b.host)
@@ -189,10 +194,14 @@ impl Ports {
                     tracing::info!(host = %b.host, target = %b.target, udp = b.udp, "publishing a port of the VM");
                     tasks.push(t);
                 }
-                Err(e) => tracing::warn!(
-                    host = %b.host, udp = b.udp, error = %e,
-                    "cannot publish a port of the VM on the host"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        host = %b.host, udp = b.udp, error = %e,
+                        "cannot publish a port of the VM on the host"
+                    );
+                    let proto = if b.udp { "udp" } else { "tcp" };
+                    failed.push(format!("listen {proto} {}: {e}", b.host));
+                }
             }
         }
         map.insert(
@@ -200,8 +209,10 @@ impl Ports {
             Published {
                 bindings: wanted,
                 tasks,
+                failed: failed.clone(),
             },
         );
+        failed
     }
 }
 
@@ -350,10 +361,23 @@ async fn udp_flow(
     }
 }
 
+/// `POST path` (no body) to the guest engine of a running VM.
+pub async fn post(manager: &Arc<VmManager>, path: &str) -> anyhow::Result<()> {
+    request(manager, hyper::Method::POST, path).await.map(drop)
+}
+
 /// `GET path` on a new connection to the guest engine of a running VM
 /// (never starts one).
 async fn get(
     manager: &Arc<VmManager>,
+    path: &str,
+) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+    request(manager, hyper::Method::GET, path).await
+}
+
+async fn request(
+    manager: &Arc<VmManager>,
+    method: hyper::Method,
     path: &str,
 ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
     if manager.phase() != Phase::Running {
@@ -366,12 +390,14 @@ async fn get(
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = hyper::Request::get(path)
+    let req = hyper::Request::builder()
+        .method(method.clone())
+        .uri(path)
         .header("Host", "servin-guest")
         .body(Empty::<Bytes>::new())?;
     let resp = sender.send_request(req).await?;
     if !resp.status().is_success() {
-        anyhow::bail!("GET {path}: {}", resp.status());
+        anyhow::bail!("{method} {path}: {}", resp.status());
     }
     Ok(resp)
 }
