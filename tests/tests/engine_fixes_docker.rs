@@ -764,3 +764,42 @@ fn volume_prune_applies_label_filters() {
     drop(env);
     leaks.assert_clean();
 }
+
+#[test]
+fn docker_cp_reaches_anonymous_volumes_of_a_stopped_container() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+    d.run(&[
+        "create",
+        "--name",
+        "cpanon",
+        "-v",
+        "/data",
+        "--mount",
+        "type=volume,dst=/m",
+        &image,
+        "sh",
+        "-c",
+        "touch /data/seen /m/seen; cat /data/f /m/g",
+    ])
+    .ok();
+    // A first run leaves the volumes not empty: no copy-up from the
+    // container's own folders hides where `cp` writes.
+    d.run(&["start", "-a", "cpanon"]).fails();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f"), "into -v /data\n").unwrap();
+    std::fs::write(src.path().join("g"), "into --mount\n").unwrap();
+    let f = src.path().join("f").display().to_string();
+    let g = src.path().join("g").display().to_string();
+    d.run(&["cp", &f, "cpanon:/data/f"]).ok();
+    d.run(&["cp", &g, "cpanon:/m/g"]).ok();
+    // What was copied is in the volumes the container gets at its start.
+    let out = d.run(&["start", "-a", "cpanon"]).ok();
+    assert_eq!(out.stdout, "into -v /data\ninto --mount\n");
+    d.run(&["rm", "-v", "cpanon"]).ok();
+    assert_eq!(volumes(d), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}

@@ -277,6 +277,7 @@ impl Engine {
     fn cp_mounts(&self, rec: &ContainerRecord) -> Vec<CpMount> {
         container_mounts(
             &rec.host_config,
+            &rec.anonymous_volumes,
             &self.config().data_root.join("volumes"),
             &self.containers().dir(&rec.id),
         )

@@ -5,6 +5,7 @@
 //! Read from the record only (no volume is created, no directory made): a
 //! copy must not change what the container will get when it starts.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -37,13 +38,30 @@ fn rel_of(destination: &str) -> Option<PathBuf> {
 }
 
 /// The container's mounts, in the order the runtime mounts them: `-v`
-/// binds and volumes, `--mount`, `--tmpfs`, then `/etc/hosts`,
-/// `/etc/resolv.conf` and `/etc/hostname` when the engine wrote them.
+/// binds and volumes, `--mount`, `--tmpfs`, the anonymous volumes of
+/// `Config.Volumes`, then `/etc/hosts`, `/etc/resolv.conf` and
+/// `/etc/hostname` when the engine wrote them. `anonymous` maps a
+/// destination to its anonymous volume.
 pub(super) fn container_mounts(
     host_config: &Value,
+    anonymous: &BTreeMap<String, String>,
     volumes_root: &Path,
     container_dir: &Path,
 ) -> Vec<CpMount> {
+    // Destinations the request names; an anonymous volume of
+    // `Config.Volumes` under one of them is not mounted.
+    let mut named: Vec<String> = Vec::new();
+    for b in host_config["Binds"].as_array().into_iter().flatten() {
+        if let Some(dst) = b.as_str().and_then(|b| b.split(':').nth(1)) {
+            named.push(dst.to_string());
+        }
+    }
+    for m in host_config["Mounts"].as_array().into_iter().flatten() {
+        named.push(m["Target"].as_str().unwrap_or("").to_string());
+    }
+    if let Some(t) = host_config["Tmpfs"].as_object() {
+        named.extend(t.keys().cloned());
+    }
     let mut out = Vec::new();
     let mut push = |dest: &str, source: Option<PathBuf>, readonly: bool| {
         if let Some(rel) = rel_of(dest) {
@@ -81,8 +99,16 @@ pub(super) fn container_mounts(
         match (m["Type"].as_str().unwrap_or(""), source) {
             ("bind", Some(s)) => push(target, Some(PathBuf::from(s)), readonly),
             ("volume", Some(s)) => push(target, Some(volumes_root.join(s).join("_data")), readonly),
+            ("volume", None) => {
+                if let Some(name) = anonymous.get(target) {
+                    push(
+                        target,
+                        Some(volumes_root.join(name).join("_data")),
+                        readonly,
+                    );
+                }
+            }
             ("tmpfs", _) => push(target, None, readonly),
-            // An anonymous volume has no name the record keeps.
             _ => {}
         }
     }
@@ -90,6 +116,11 @@ pub(super) fn container_mounts(
         for (dst, opts) in t {
             let readonly = opts.as_str().unwrap_or("").split(',').any(|o| o == "ro");
             push(dst, None, readonly);
+        }
+    }
+    for (dst, name) in anonymous {
+        if !named.contains(dst) {
+            push(dst, Some(volumes_root.join(name).join("_data")), false);
         }
     }
     for (dest, file) in [
@@ -144,7 +175,12 @@ mod tests {
             ],
             "Tmpfs": {"/scratch": "size=1m,ro"}
         });
-        let m = container_mounts(&hc, Path::new("/v"), Path::new("/nonexistent"));
+        let anonymous = BTreeMap::from([
+            ("/anon".to_string(), "abc".to_string()),
+            ("/cfg".to_string(), "cfgvol".to_string()),
+            ("/scratch".to_string(), "covered".to_string()),
+        ]);
+        let m = container_mounts(&hc, &anonymous, Path::new("/v"), Path::new("/nonexistent"));
         let view: Vec<(&str, Option<&str>, bool)> = m
             .iter()
             .map(|m| {
@@ -161,8 +197,10 @@ mod tests {
                 ("data", Some("/host/src"), true),
                 ("vol", Some("/v/named/_data"), false),
                 ("mnt/b", Some("/b"), false),
+                ("anon", Some("/v/abc/_data"), false),
                 ("run/t", None, false),
                 ("scratch", None, true),
+                ("cfg", Some("/v/cfgvol/_data"), false),
             ]
         );
         assert_eq!(
