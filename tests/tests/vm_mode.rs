@@ -117,7 +117,21 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
         "{images}"
     );
 
-    // kill -9 of QEMU: the daemon notices and boots a new VM.
+    // kill -9 of QEMU: the daemon notices and boots a new VM, and a
+    // container with a restart policy comes back in it.
+    docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "keep",
+            "--restart",
+            "always",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .ok();
     let before = status_json(&servin)["pid"].as_u64().expect("a QEMU pid");
     let pid = i32::try_from(before).unwrap();
     let killed = std::process::Command::new("kill")
@@ -148,6 +162,27 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
         images.out().lines().any(|l| l == "busybox:latest"),
         "{images}"
     );
+    let deadline = Instant::now() + VM_COMMAND_LIMIT;
+    let state = loop {
+        let state = docker
+            .run(&[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.State.Error}}",
+                "keep",
+            ])
+            .ok();
+        if state.out().starts_with("running") || Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        state.out().trim(),
+        "running",
+        "--restart always after the VM died"
+    );
+    docker.run(&["rm", "-f", "keep"]).ok();
 
     let hello = docker
         .run(&["run", "--rm", "busybox", "echo", "hello"])

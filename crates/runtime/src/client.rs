@@ -60,6 +60,7 @@ pub fn spawn_shim(spec: &ContainerSpec, shim_bin: &Path) -> Result<ShimClient, R
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| RuntimeError::io(format!("create {}", dir.display()), e))?;
+    clear_stale_builtin_state(&dir.join(BUILTIN_STATE_DIR), &spec.id);
     for stale in [EXIT_FILE, SOCKET_FILE] {
         let _ = std::fs::remove_file(dir.join(stale));
     }
@@ -177,6 +178,44 @@ fn read_ready_line(fd: &OwnedFd, timeout: Duration) -> std::io::Result<Vec<u8>> 
 }
 
 /// The exit record the shim wrote, if the container has exited.
+/// Where the built-in runtime (libcontainer) keeps its state, under a
+/// container's state directory.
+pub(crate) const BUILTIN_STATE_DIR: &str = "libcontainer";
+
+/// Removes the built-in runtime's state of container `id` when no process
+/// of it can still be running: it was created before this boot (the
+/// machine, or the VM, went down with it) or its init process is gone.
+/// Without this a container whose shim died with the machine could never
+/// be created again ("container already exists"), so restart policies
+/// would not bring it back.
+fn clear_stale_builtin_state(root: &Path, id: &str) {
+    let dir = root.join(id);
+    let Ok(data) = std::fs::read(dir.join("state.json")) else {
+        return;
+    };
+    let state: serde_json::Value = serde_json::from_slice(&data).unwrap_or_default();
+    let created = state["created"]
+        .as_str()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map(|c| c.timestamp());
+    let before_boot = matches!((created, boot_time()), (Some(c), Some(b)) if c < b);
+    let pid_gone = match state["pid"].as_i64() {
+        Some(pid) if pid > 0 => !Path::new(&format!("/proc/{pid}")).exists(),
+        _ => true,
+    };
+    if before_boot || pid_gone {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// This boot's start, seconds since the epoch (`btime` in /proc/stat).
+fn boot_time() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 pub fn read_exit_status(state_dir: &Path) -> Option<ExitStatus> {
     let data = std::fs::read(state_dir.join(EXIT_FILE)).ok()?;
     serde_json::from_slice(&data).ok()
@@ -364,4 +403,38 @@ fn clear_timeouts(stream: &UnixStream) -> Result<(), RuntimeError> {
 
 fn decode<T: DeserializeOwned>(v: Value) -> Result<T, RuntimeError> {
     serde_json::from_value(v).map_err(|e| RuntimeError::Protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(root: &Path, id: &str, pid: i64, created: &str) {
+        let dir = root.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = serde_json::json!({ "id": id, "pid": pid, "created": created });
+        std::fs::write(dir.join("state.json"), json.to_string()).unwrap();
+    }
+
+    #[test]
+    fn builtin_state_is_cleared_only_when_nothing_of_it_can_run() {
+        let root = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now().to_rfc3339();
+        let me = i64::from(std::process::id());
+        // Alive and created in this boot: kept.
+        state(root.path(), "alive", me, &now);
+        clear_stale_builtin_state(root.path(), "alive");
+        assert!(root.path().join("alive/state.json").exists());
+        // Created before this boot: the pid is someone else's now.
+        state(root.path(), "rebooted", me, "2000-01-01T00:00:00Z");
+        clear_stale_builtin_state(root.path(), "rebooted");
+        assert!(!root.path().join("rebooted").exists());
+        // Its init process is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = i64::from(child.id());
+        child.wait().unwrap();
+        state(root.path(), "gone", gone, &now);
+        clear_stale_builtin_state(root.path(), "gone");
+        assert!(!root.path().join("gone").exists());
+    }
 }

@@ -39,7 +39,7 @@ impl Backend {
         match &spec.runtime {
             RuntimeKind::Builtin => Backend::Builtin(Builtin {
                 id: spec.id.clone(),
-                root: spec.state_dir.join("libcontainer"),
+                root: spec.state_dir.join(crate::client::BUILTIN_STATE_DIR),
                 container: None,
             }),
             RuntimeKind::Runc { path } => Backend::Runc(Runc::new(path, &spec.state_dir, &spec.id)),
