@@ -509,6 +509,7 @@ impl Engine {
                         let port = matches!(
                             e,
                             servin_network::Error::PortAllocated { .. }
+                                | servin_network::Error::PortRangeAllocated { .. }
                                 | servin_network::Error::PortBind { .. }
                                 | servin_network::Error::NoFreePort(..)
                         );

@@ -51,6 +51,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("Bind for {addr}:{lo}-{hi} failed: every port of the range is already allocated")]
+    PortRangeAllocated { addr: String, lo: u16, hi: u16 },
     #[error("no free host port in {0}-{1}")]
     NoFreePort(u16, u16),
     #[error("endpoint with name {name} already exists in network {network}")]
@@ -104,6 +106,7 @@ impl Error {
             | NetworkInUse { .. }
             | AddressInUse(_)
             | PortAllocated { .. }
+            | PortRangeAllocated { .. }
             | EndpointExists { .. } => ErrorKind::Conflict,
             Predefined(_) => ErrorKind::Conflict,
             InvalidSubnet(..)

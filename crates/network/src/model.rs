@@ -97,6 +97,9 @@ pub struct PortRequest {
     pub host_ip: Option<Ipv4Addr>,
     /// `None`: a free port from the ephemeral range.
     pub host_port: Option<u16>,
+    /// With `host_port`, the last port of a range (`8000-8010`): the first
+    /// free one of the range is taken.
+    pub host_port_end: Option<u16>,
 }
 
 /// A port as published: the host side is always concrete.

@@ -37,18 +37,13 @@ pub fn parse_publish(spec: &str) -> Result<PortRequest> {
     let container_port = parse_port(container)
         .filter(|p| *p != 0)
         .ok_or_else(|| Error::InvalidPort(format!("invalid containerPort: {container}")))?;
-    let host_port = match host {
-        "" => None,
-        h => Some(
-            parse_port(h).ok_or_else(|| Error::InvalidPort(format!("invalid hostPort: {h}")))?,
-        )
-        .filter(|p| *p != 0),
-    };
+    let (host_port, host_port_end) = parse_host_ports(host)?;
     Ok(PortRequest {
         proto,
         container_port,
         host_ip: parse_host_ip(ip)?,
         host_port,
+        host_port_end,
     })
 }
 
@@ -62,19 +57,34 @@ pub fn from_api(key: &str, host_ip: &str, host_port: &str) -> Result<PortRequest
     let container_port = parse_port(port)
         .filter(|p| *p != 0)
         .ok_or_else(|| Error::InvalidPort(format!("invalid containerPort: {port}")))?;
-    let host_port = match host_port {
-        "" => None,
-        h => Some(
-            parse_port(h).ok_or_else(|| Error::InvalidPort(format!("invalid hostPort: {h}")))?,
-        )
-        .filter(|p| *p != 0),
-    };
+    let (host_port, host_port_end) = parse_host_ports(host_port)?;
     Ok(PortRequest {
         proto,
         container_port,
         host_ip: parse_host_ip(host_ip)?,
         host_port,
+        host_port_end,
     })
+}
+
+/// A host port (`8080`, `0` or empty: any) or range (`8000-8010`).
+fn parse_host_ports(h: &str) -> Result<(Option<u16>, Option<u16>)> {
+    let bad = || Error::InvalidPort(format!("invalid hostPort: {h}"));
+    if h.is_empty() {
+        return Ok((None, None));
+    }
+    if let Some((lo, hi)) = h.split_once('-') {
+        let (lo, hi) = (
+            parse_port(lo).ok_or_else(bad)?,
+            parse_port(hi).ok_or_else(bad)?,
+        );
+        if lo == 0 || hi < lo {
+            return Err(bad());
+        }
+        return Ok((Some(lo), (hi > lo).then_some(hi)));
+    }
+    let port = parse_port(h).ok_or_else(bad)?;
+    Ok(((port != 0).then_some(port), None))
 }
 
 fn parse_proto(s: &str) -> Result<Proto> {
@@ -152,8 +162,27 @@ pub fn publish(
     };
     for r in requests {
         let ip = r.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let port = match r.host_port {
-            Some(port) => {
+        let port = match (r.host_port, r.host_port_end) {
+            (Some(lo), Some(hi)) => {
+                // The first port of the range that is free, in order.
+                let mut found = None;
+                for port in lo..=hi {
+                    if taken(&published, r.proto, ip, port) {
+                        continue;
+                    }
+                    if let Ok(res) = reserve(r.proto, ip, port) {
+                        held.push(res);
+                        found = Some(port);
+                        break;
+                    }
+                }
+                found.ok_or(Error::PortRangeAllocated {
+                    addr: ip.to_string(),
+                    lo,
+                    hi,
+                })?
+            }
+            (Some(port), None) => {
                 let allocated = || Error::PortAllocated {
                     addr: ip.to_string(),
                     port,
@@ -175,7 +204,7 @@ pub fn publish(
                 held.push(res);
                 port
             }
-            None => {
+            (None, _) => {
                 let (lo, hi) = range;
                 let span = u32::from(hi - lo) + 1;
                 let start = rand::random_range(0..span);
@@ -254,6 +283,48 @@ mod tests {
         let p = from_api("53/udp", "0.0.0.0", "").unwrap();
         assert_eq!((p.proto, p.host_ip, p.host_port), (Proto::Udp, None, None));
         assert!(from_api("80/tcp", "", "http").is_err());
+        let p = from_api("80/tcp", "", "8000-8010").unwrap();
+        assert_eq!((p.host_port, p.host_port_end), (Some(8000), Some(8010)));
+        let p = from_api("80/tcp", "", "8000-8000").unwrap();
+        assert_eq!((p.host_port, p.host_port_end), (Some(8000), None));
+        for bad in ["8010-8000", "0-10", "8000-", "-8000", "1-2-3"] {
+            assert_eq!(
+                from_api("80/tcp", "", bad).unwrap_err().to_string(),
+                format!("invalid hostPort: {bad}")
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_range_takes_its_first_free_port() {
+        // Two free ports next to each other on loopback, the first held.
+        let (lo, _first) = loop {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+                break (port, l);
+            }
+        };
+        let req = |end| PortRequest {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_port: Some(lo),
+            host_port_end: end,
+        };
+        let (published, held) = publish(&[req(Some(lo + 1))], &[], EPHEMERAL).unwrap();
+        assert_eq!(published[0].host_port, lo + 1);
+        drop(held);
+        // The whole range taken by programs of the host.
+        let _second = std::net::TcpListener::bind(("127.0.0.1", lo + 1)).unwrap();
+        let err = publish(&[req(Some(lo + 1))], &[], EPHEMERAL).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Bind for 127.0.0.1:{lo}-{} failed: every port of the range is already allocated",
+                lo + 1
+            )
+        );
     }
 
     #[test]
