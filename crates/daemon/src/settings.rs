@@ -43,6 +43,11 @@ pub struct Args {
     /// registries (127.0.0.1:PORT, localhost:PORT) are reached there.
     #[arg(long)]
     pub host_gateway: Option<std::net::IpAddr>,
+    /// Published host addresses are another machine's (this engine is the
+    /// guest of Servin's VM, whose host listens on them): an address this
+    /// machine lacks is accepted, and the port is held on every address.
+    #[arg(long)]
+    pub published_elsewhere: bool,
     /// nftables table for NAT, published ports and isolation (default
     /// `servin`).
     #[arg(long)]
@@ -149,6 +154,7 @@ impl Settings {
             Some(other) => bail!("Invalid mode {other:?}: expected native, vm or auto"),
         };
         let mut network = servin_engine::NetworkConfig::new(&data_root);
+        network.published_elsewhere = args.published_elsewhere;
         if let Some(t) = args.nft_table.or(file.nft_table) {
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 bail!("Invalid nft table name {t:?}: use letters, digits and '_'");

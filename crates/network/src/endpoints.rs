@@ -58,8 +58,12 @@ impl Networks {
             }
         })?;
         let ns = netns::open(&req.netns)?;
-        let (published, held) =
-            ports::publish(&req.ports, &inner.state.endpoints, self.cfg.port_range)?;
+        let (published, held) = ports::publish(
+            &req.ports,
+            &inner.state.endpoints,
+            self.cfg.port_range,
+            self.cfg.published_elsewhere,
+        )?;
 
         let mine = inner
             .state
@@ -259,7 +263,7 @@ impl Networks {
         for (i, e) in eps.iter().enumerate() {
             let path = live[&e.container_id].clone();
             if !inner.held.contains_key(&e.id) {
-                let (held, lost) = ports::reserve_again(&e.ports);
+                let (held, lost) = ports::reserve_again(&e.ports, self.cfg.published_elsewhere);
                 for p in lost {
                     tracing::warn!(container_id = %e.container_id, port = p.host_port, "host port taken by another program while the daemon was down");
                 }

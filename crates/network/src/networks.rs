@@ -41,6 +41,10 @@ pub struct Config {
     pub enable_ip_forward: bool,
     /// Where random host ports come from.
     pub port_range: (u16, u16),
+    /// Published host addresses are another machine's (the VM's host): a
+    /// host address this machine lacks is accepted and its port held on
+    /// every address instead.
+    pub published_elsewhere: bool,
 }
 
 impl Config {
@@ -54,6 +58,7 @@ impl Config {
             upstream_dns: None,
             enable_ip_forward: true,
             port_range: ports::EPHEMERAL,
+            published_elsewhere: false,
         }
     }
 

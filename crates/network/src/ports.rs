@@ -144,12 +144,31 @@ pub fn reserve(proto: Proto, ip: Ipv4Addr, port: u16) -> std::io::Result<Reserva
     Ok(Reservation { _fd: fd })
 }
 
+/// [`reserve`], except that with `elsewhere` (the host addresses are
+/// another machine's) an address this one lacks holds the port on every
+/// address instead.
+fn reserve_for(
+    proto: Proto,
+    ip: Ipv4Addr,
+    port: u16,
+    elsewhere: bool,
+) -> std::io::Result<Reservation> {
+    match reserve(proto, ip, port) {
+        Err(e) if elsewhere && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+            reserve(proto, Ipv4Addr::UNSPECIFIED, port)
+        }
+        r => r,
+    }
+}
+
 /// Chooses and holds the host side of each requested port. `others` are the
 /// endpoints already published (ours); on any failure nothing is held.
+/// `elsewhere`: see [`reserve_for`].
 pub fn publish(
     requests: &[PortRequest],
     others: &[Endpoint],
     range: (u16, u16),
+    elsewhere: bool,
 ) -> Result<(Vec<PublishedPort>, Vec<Reservation>)> {
     let mut published: Vec<PublishedPort> = Vec::new();
     let mut held = Vec::new();
@@ -170,7 +189,7 @@ pub fn publish(
                     if taken(&published, r.proto, ip, port) {
                         continue;
                     }
-                    if let Ok(res) = reserve(r.proto, ip, port) {
+                    if let Ok(res) = reserve_for(r.proto, ip, port, elsewhere) {
                         held.push(res);
                         found = Some(port);
                         break;
@@ -190,7 +209,7 @@ pub fn publish(
                 if taken(&published, r.proto, ip, port) {
                     return Err(allocated());
                 }
-                let res = reserve(r.proto, ip, port).map_err(|e| {
+                let res = reserve_for(r.proto, ip, port, elsewhere).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::AddrInUse {
                         allocated()
                     } else {
@@ -214,7 +233,7 @@ pub fn publish(
                     if taken(&published, r.proto, ip, port) {
                         continue;
                     }
-                    if let Ok(res) = reserve(r.proto, ip, port) {
+                    if let Ok(res) = reserve_for(r.proto, ip, port, elsewhere) {
                         held.push(res);
                         found = Some(port);
                         break;
@@ -235,11 +254,14 @@ pub fn publish(
 
 /// Holds again the host ports of an endpoint restored after a restart;
 /// a port that something else took meanwhile is reported, not fatal.
-pub fn reserve_again(ports: &[PublishedPort]) -> (Vec<Reservation>, Vec<PublishedPort>) {
+pub fn reserve_again(
+    ports: &[PublishedPort],
+    elsewhere: bool,
+) -> (Vec<Reservation>, Vec<PublishedPort>) {
     let mut held = Vec::new();
     let mut lost = Vec::new();
     for p in ports {
-        match reserve(p.proto, p.host_ip, p.host_port) {
+        match reserve_for(p.proto, p.host_ip, p.host_port, elsewhere) {
             Ok(r) => held.push(r),
             Err(_) => lost.push(*p),
         }
@@ -312,12 +334,12 @@ mod tests {
             host_port: Some(lo),
             host_port_end: end,
         };
-        let (published, held) = publish(&[req(Some(lo + 1))], &[], EPHEMERAL).unwrap();
+        let (published, held) = publish(&[req(Some(lo + 1))], &[], EPHEMERAL, false).unwrap();
         assert_eq!(published[0].host_port, lo + 1);
         drop(held);
         // The whole range taken by programs of the host.
         let _second = std::net::TcpListener::bind(("127.0.0.1", lo + 1)).unwrap();
-        let err = publish(&[req(Some(lo + 1))], &[], EPHEMERAL).unwrap_err();
+        let err = publish(&[req(Some(lo + 1))], &[], EPHEMERAL, false).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -325,6 +347,25 @@ mod tests {
                 lo + 1
             )
         );
+    }
+
+    #[test]
+    fn an_address_of_another_machine_is_accepted_only_when_published_elsewhere() {
+        // 198.51.100.7 (TEST-NET-2) is on no machine: only bound, never sent to.
+        let req = PortRequest {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: Some(Ipv4Addr::new(198, 51, 100, 7)),
+            host_port: None,
+            host_port_end: None,
+        };
+        let err = publish(&[req], &[], EPHEMERAL, false).unwrap_err();
+        assert!(
+            matches!(err, Error::NoFreePort(..)),
+            "{err}: a missing address is refused natively"
+        );
+        let (published, _held) = publish(&[req], &[], EPHEMERAL, true).unwrap();
+        assert_eq!(published[0].host_ip, Ipv4Addr::new(198, 51, 100, 7));
     }
 
     #[test]

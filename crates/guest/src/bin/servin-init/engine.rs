@@ -40,6 +40,8 @@ impl Engine {
             .arg("-H")
             .arg(format!("unix://{GUEST_ENGINE_SOCKET}"))
             .args(["--host-gateway", HOST_GATEWAY])
+            // The host daemon listens on published addresses (vm_ports).
+            .arg("--published-elsewhere")
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("HOME", "/root")
