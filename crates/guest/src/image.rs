@@ -441,7 +441,10 @@ fn write_erofs(
     out: &Path,
 ) -> Result<u64, ImageError> {
     use std::os::unix::fs::PermissionsExt;
-    let staging = out.with_extension("staging");
+    // Per process: two builds into the same directory (tests running side
+    // by side) must not share a staging tree; the last rename wins, with
+    // the same bytes.
+    let staging = out.with_extension(format!("staging.{}", std::process::id()));
     let werr = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ImageError::Write { path, source }
@@ -493,7 +496,7 @@ fn write_erofs(
             String::from_utf8_lossy(&v[16..20]),
             String::from_utf8_lossy(&v[20..32])
         );
-        let tmp = out.with_extension("tmp");
+        let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
         let output = std::process::Command::new(MKFS_EROFS)
             .args(["--quiet", "-T0", "--all-root", "-x-1"])
             .arg(format!("-U{uuid}"))
@@ -518,7 +521,8 @@ fn write_erofs(
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ImageError> {
-    let tmp = path.with_extension("tmp");
+    // Per process, like the system disk's staging: builds run side by side.
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     let err = |source| ImageError::Write {
         path: path.into(),
         source,

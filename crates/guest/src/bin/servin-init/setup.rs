@@ -1,7 +1,9 @@
 //! Mounts, clock, kernel modules, shares, resolv.conf and power off.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -103,15 +105,25 @@ pub fn load_modules(cmdline: &str) {
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
     let dir = Path::new("/lib/modules").join(&release);
-    let dep = match std::fs::read_to_string(dir.join("modules.dep")) {
-        Ok(t) => ModulesDep::parse(&t),
+    let text = match std::fs::read_to_string(dir.join("modules.dep")) {
+        Ok(t) => t,
         Err(e) => {
             say!("warning: no modules.dep for kernel {release}: {e}");
-            ModulesDep::default()
+            String::new()
         }
     };
-    load(&dir, &dep, GUEST_MODULES, cmdline);
-    let result = mount_system(&dir, &dep, cmdline);
+    let need_system = !std::fs::read_dir(SYSTEM_MOUNT).is_ok_and(|mut d| d.next().is_some());
+    let mut names: Vec<&str> = GUEST_MODULES.to_vec();
+    if need_system {
+        names.push(SYSTEM_FS);
+    }
+    load(&dir, &text, &names, cmdline);
+    let result = if need_system {
+        mount_system()
+    } else {
+        // An image from before the system disk: /usr is in the initramfs.
+        Ok(())
+    };
     if let Err(e) = std::fs::remove_dir_all("/lib/modules") {
         say!("warning: cannot remove the loaded modules' files: {e}");
     }
@@ -121,45 +133,140 @@ pub fn load_modules(cmdline: &str) {
     }
 }
 
-/// Loads `names` (and what they need, first) from `dir`.
-fn load(dir: &Path, dep: &ModulesDep, names: &[&str], cmdline: &str) {
-    let (order, missing) = dep.load_order(names);
+/// Modules every later one in the load order waits for: the virtio
+/// transport (devices appear in order), and `crc32c_generic`, which `ext4`,
+/// `jbd2` and `libcrc32c` need but name only as a soft dependency (not in
+/// `modules.dep`).
+const BARRIERS: &[&str] = &["virtio_mmio", "crc32c_generic"];
+
+/// The order modules are loaded in, on several threads: a module starts
+/// once its dependencies (from `modules.dep`) and the barriers before it
+/// are loaded (or failed: it then fails on its own, with a message).
+struct Plan {
+    /// Module paths in load order, each with the paths it waits for.
+    steps: Vec<(String, Vec<String>)>,
+    started: Vec<bool>,
+    finished: HashSet<String>,
+}
+
+impl Plan {
+    fn new(dep_text: &str, names: &[&str]) -> (Plan, Vec<String>) {
+        let dep = ModulesDep::parse(dep_text);
+        let (order, missing) = dep.load_order(names);
+        let deps_of: HashMap<&str, Vec<String>> = dep_text
+            .lines()
+            .filter_map(|l| {
+                let (path, deps) = l.split_once(':')?;
+                Some((
+                    path.trim(),
+                    deps.split_whitespace().map(str::to_string).collect(),
+                ))
+            })
+            .collect();
+        let mut barriers: Vec<String> = Vec::new();
+        let steps = order
+            .iter()
+            .map(|rel| {
+                let mut wait: Vec<String> = deps_of
+                    .get(rel.as_str())
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| order.contains(d))
+                    .collect();
+                wait.extend(barriers.iter().cloned());
+                if BARRIERS.contains(&module_name(rel).as_str()) {
+                    barriers.push(rel.clone());
+                }
+                (rel.clone(), wait)
+            })
+            .collect::<Vec<_>>();
+        let plan = Plan {
+            started: vec![false; steps.len()],
+            steps,
+            finished: HashSet::new(),
+        };
+        (plan, missing.into_iter().map(str::to_string).collect())
+    }
+
+    /// The next module that may start now, marked started.
+    fn take(&mut self) -> Option<String> {
+        let i = (0..self.steps.len()).find(|&i| {
+            !self.started[i] && self.steps[i].1.iter().all(|d| self.finished.contains(d))
+        })?;
+        self.started[i] = true;
+        Some(self.steps[i].0.clone())
+    }
+
+    fn done(&mut self, rel: String) {
+        self.finished.insert(rel);
+    }
+
+    fn all_started(&self) -> bool {
+        self.started.iter().all(|s| *s)
+    }
+}
+
+/// Loads `names` (and what they need, first) from `dir`, on as many
+/// threads as the guest has CPUs (under TCG a module's load is mostly
+/// the CPU relocating and initialising it, and the network ones are
+/// independent of the disk ones).
+fn load(dir: &Path, dep_text: &str, names: &[&str], cmdline: &str) {
+    let (plan, missing) = Plan::new(dep_text, names);
     for m in missing {
         say!("warning: module {m} is not in the image");
     }
-    for rel in order {
-        let name = module_name(&rel);
-        let params: Vec<&str> = cmdline
-            .split_whitespace()
-            .filter_map(|w| {
-                let (m, p) = w.split_once('.')?;
-                (m.replace('-', "_") == name && p.contains('=')).then_some(p)
-            })
-            .collect();
-        let params = CString::new(params.join(" ")).unwrap_or_default();
-        let result = std::fs::File::open(dir.join(&rel))
-            .map_err(|e| e.to_string())
-            .and_then(|f| {
-                nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty())
-                    .map_err(|e| e.to_string())
+    let state = (Mutex::new(plan), Condvar::new());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let (lock, cvar) = &state;
+                let mut plan = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let rel = loop {
+                    if let Some(rel) = plan.take() {
+                        break rel;
+                    }
+                    if plan.all_started() {
+                        return;
+                    }
+                    plan = cvar.wait(plan).unwrap_or_else(|e| e.into_inner());
+                };
+                drop(plan);
+                load_one(dir, &rel, cmdline);
+                lock.lock().unwrap_or_else(|e| e.into_inner()).done(rel);
+                cvar.notify_all();
             });
-        match result {
-            Ok(()) => {}
-            Err(e) if e.contains("EEXIST") || e.contains("exists") => {}
-            Err(e) => say!("warning: cannot load module {name}: {e}"),
         }
+    });
+}
+
+fn load_one(dir: &Path, rel: &str, cmdline: &str) {
+    let name = module_name(rel);
+    let params: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter_map(|w| {
+            let (m, p) = w.split_once('.')?;
+            (m.replace('-', "_") == name && p.contains('=')).then_some(p)
+        })
+        .collect();
+    let params = CString::new(params.join(" ")).unwrap_or_default();
+    let result = std::fs::File::open(dir.join(rel))
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty())
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => {}
+        Err(e) if e.contains("EEXIST") || e.contains("exists") => {}
+        Err(e) => say!("warning: cannot load module {name}: {e}"),
     }
 }
 
 /// Mounts the image's system disk (the virtio-blk disk whose serial is
-/// `SYSTEM_SERIAL`, erofs) read-only on `/usr`. An image whose `/usr` is
-/// in the initramfs (built before the system disk) needs none.
-fn mount_system(dir: &Path, dep: &ModulesDep, cmdline: &str) -> Result<(), String> {
-    let has_usr = std::fs::read_dir(SYSTEM_MOUNT).is_ok_and(|mut d| d.next().is_some());
-    if has_usr {
-        return Ok(());
-    }
-    load(dir, dep, &[SYSTEM_FS], cmdline);
+/// `SYSTEM_SERIAL`, erofs) read-only on `/usr`.
+fn mount_system() -> Result<(), String> {
     let start = Instant::now();
     let device = loop {
         if let Some(d) = find_disk(SYSTEM_SERIAL) {
@@ -268,5 +375,63 @@ pub fn power_off() -> ! {
     let _ = reboot(RebootMode::RB_AUTOBOOT);
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEP: &str = "\
+a/virtio.ko: a/virtio_ring.ko
+a/virtio_ring.ko:
+a/virtio_mmio.ko: a/virtio.ko a/virtio_ring.ko
+a/virtio_blk.ko: a/virtio.ko a/virtio_ring.ko
+b/crc32c_generic.ko:
+b/libcrc32c.ko:
+b/ext4.ko: b/jbd2.ko
+b/jbd2.ko:
+c/bridge.ko: c/stp.ko
+c/stp.ko:
+";
+
+    fn drain(plan: &mut Plan) -> Vec<String> {
+        let mut ready = Vec::new();
+        while let Some(r) = plan.take() {
+            ready.push(module_name(&r));
+        }
+        ready
+    }
+
+    #[test]
+    fn modules_wait_for_their_dependencies_and_the_barriers_before_them() {
+        let names = [
+            "virtio_mmio",
+            "virtio_blk",
+            "crc32c_generic",
+            "ext4",
+            "bridge",
+            "nope",
+        ];
+        let (mut plan, missing) = Plan::new(DEP, &names);
+        assert_eq!(missing, ["nope"]);
+        // Only the leaves are free at first.
+        assert_eq!(drain(&mut plan), ["virtio_ring"]);
+        plan.done("a/virtio_ring.ko".into());
+        assert_eq!(drain(&mut plan), ["virtio"]);
+        plan.done("a/virtio.ko".into());
+        assert_eq!(drain(&mut plan), ["virtio_mmio"]);
+        plan.done("a/virtio_mmio.ko".into());
+        // After the transport: the disk driver and crc32c at once, but
+        // nothing that comes after crc32c in the order.
+        assert_eq!(drain(&mut plan), ["virtio_blk", "crc32c_generic"]);
+        plan.done("b/crc32c_generic.ko".into());
+        // ext4's jbd2 and bridge's stp together; then ext4 and bridge.
+        assert_eq!(drain(&mut plan), ["jbd2", "stp"]);
+        assert!(!plan.all_started());
+        plan.done("b/jbd2.ko".into());
+        plan.done("c/stp.ko".into());
+        assert_eq!(drain(&mut plan), ["ext4", "bridge"]);
+        assert!(plan.all_started());
     }
 }
