@@ -106,9 +106,20 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
 
     docker.run(&["load", "-i", archive.to_str().unwrap()]).ok();
 
-    // The data disk survives a VM restart.
+    // The data disk survives a VM restart, and grows (file and filesystem)
+    // when the configuration says so.
+    let before = status_json(&servin)["disk_size"].as_u64().unwrap();
+    let data_root = daemon.data_root().display().to_string();
+    servin
+        .run(&["vm", "config", "--data-root", &data_root, "disk=24GiB"])
+        .ok();
     let restart = servin.run(&["vm", "restart"]).ok();
     assert!(restart.stderr.contains("The VM is running."), "{restart}");
+    let after = status_json(&servin)["disk_size"].as_u64().unwrap();
+    assert!(
+        after > before + (3 << 30),
+        "the guest's filesystem did not grow with the disk: {before} -> {after}"
+    );
     let images = docker
         .run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
         .ok();

@@ -84,7 +84,37 @@ pub fn prepare() -> Result<(), String> {
         MsFlags::MS_NOATIME,
         Some("discard"),
     )
-    .map_err(|e| format!("Cannot mount {DATA_DEVICE} on {DATA_MOUNT}: {e}"))
+    .map_err(|e| format!("Cannot mount {DATA_DEVICE} on {DATA_MOUNT}: {e}"))?;
+    grow();
+    Ok(())
+}
+
+/// Grows the mounted filesystem to the disk when the host grew the disk
+/// (`servin vm config disk=…`): ext4 grows online. A failure is said and
+/// the smaller filesystem kept.
+fn grow() {
+    let device = std::fs::read_to_string("/sys/block/vda/size")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|sectors| sectors * 512);
+    let (fs, _) = usage();
+    let Some(device) = device else { return };
+    // Metadata keeps the filesystem a little under the disk's size.
+    if fs == 0 || device <= fs + device / 20 {
+        return;
+    }
+    say!("growing the data disk's filesystem to {} MiB", device >> 20);
+    match std::process::Command::new("/usr/sbin/resize2fs")
+        .arg(DATA_DEVICE)
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => say!(
+            "warning: resize2fs {DATA_DEVICE} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => say!("warning: cannot run resize2fs: {e}"),
+    }
 }
 
 /// A line that already carries the console prefix.
