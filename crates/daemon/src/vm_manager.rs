@@ -21,6 +21,9 @@ use tokio::sync::{watch, Mutex};
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 const HEALTH_PING_TIMEOUT: Duration = Duration::from_millis(1500);
 const HEALTH_FAILURES: u32 = 2;
+/// A VM that ran at least this long before it died starts a new series of
+/// restarts; shorter lives add to the series and wait [`restart_delay`].
+const STABLE_RUN: Duration = Duration::from_secs(120);
 /// A guard against a guest that never comes up (TCG boots take seconds to
 /// a minute on a loaded machine).
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
@@ -55,6 +58,16 @@ pub struct VmManager {
     provider: Box<dyn VmProvider>,
     inner: Mutex<Inner>,
     phase: watch::Sender<Phase>,
+}
+
+/// How long to wait before the `n`th restart in a row of a VM that keeps
+/// dying: the first two at once, then 10 s doubling up to 5 minutes.
+fn restart_delay(n: u32) -> Duration {
+    if n <= 2 {
+        return Duration::ZERO;
+    }
+    let secs = 10u64.saturating_mul(1 << (n - 3).min(5));
+    Duration::from_secs(secs.min(300))
 }
 
 /// What `GET /servin/vm/status` answers.
@@ -323,6 +336,10 @@ impl VmManager {
     /// Restarts a VM that died or stopped answering, until stopped.
     pub async fn health_loop(self: Arc<Self>) {
         let mut failures = 0;
+        // Restarts in a row of a VM that died soon after its boot, and
+        // when the last restart booted it.
+        let mut crashes = 0u32;
+        let mut booted: Option<std::time::Instant> = None;
         loop {
             tokio::time::sleep(HEALTH_INTERVAL).await;
             if self.phase() != Phase::Running {
@@ -349,7 +366,14 @@ impl VmManager {
             };
             if let Some(why) = verdict {
                 failures = 0;
-                tracing::error!(reason = %why, "VM unhealthy: restarting it");
+                let lived = booted.map(|b: std::time::Instant| b.elapsed());
+                crashes = if lived.is_some_and(|l| l >= STABLE_RUN) {
+                    1
+                } else {
+                    crashes + 1
+                };
+                let delay = restart_delay(crashes);
+                tracing::error!(reason = %why, crashes, delay_secs = delay.as_secs(), "VM unhealthy: restarting it");
                 {
                     let mut inner = self.inner.lock().await;
                     if let Some(mut inst) = inner.instance.take() {
@@ -357,8 +381,19 @@ impl VmManager {
                             tokio::task::spawn_blocking(move || inst.stop(Duration::ZERO)).await;
                     }
                 }
+                if !delay.is_zero() {
+                    self.set_phase(Phase::Failed(format!(
+                        "The VM died {crashes} times in a row ({why}); it starts again in {} s, or at `servin vm start`. Its console: `servin vm logs`.",
+                        delay.as_secs()
+                    )));
+                    tokio::time::sleep(delay).await;
+                    if self.phase() == Phase::Running || !self.inner.lock().await.want_running {
+                        continue;
+                    }
+                }
                 self.set_phase(Phase::Stopped);
                 let _ = self.start().await;
+                booted = Some(std::time::Instant::now());
             }
         }
     }
@@ -464,4 +499,15 @@ async fn control(
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vm_that_keeps_dying_is_restarted_ever_more_slowly() {
+        let secs: Vec<u64> = (1..=10).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(secs, vec![0, 0, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
 }
