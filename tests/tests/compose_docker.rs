@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Env;
+use common::{free_port, http_get, Env};
 use servin_testkit::{require_tools, Fixture, LeakCheck};
 
 /// The app: `api` serves a page; `web` fetches it from `http://api:8080/`
@@ -54,15 +52,6 @@ fn compose(host: &str, file: &std::path::Path, args: &[&str]) -> std::process::O
     out
 }
 
-fn http_get(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split("\r\n\r\n").nth(1).map(str::to_string)
-}
-
 #[test]
 fn a_two_service_app_finds_its_services_by_name_and_publishes_a_port() {
     require_tools!(
@@ -86,11 +75,7 @@ fn a_two_service_app_finds_its_services_by_name_and_publishes_a_port() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("docker-compose.yml");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(&file, compose_file(&image, port)).unwrap();
     let host = env.daemon.host();
 

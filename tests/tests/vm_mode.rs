@@ -10,6 +10,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::free_port;
 use servin_testkit::{Cli, Daemon, DaemonOpts, Fixture, LeakCheck};
 
 /// The guest image the daemon will use: `$SERVIN_GUEST_DIR`, else the
@@ -438,12 +441,6 @@ fn udp_ask_until_answered(port: u16, msg: &[u8]) -> String {
         }
     }
     panic!("nothing came back from 127.0.0.1:{port}/udp");
-}
-
-/// A TCP port free on the host's loopback right now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// The body of `GET path` from 127.0.0.1:port, retried while the server in

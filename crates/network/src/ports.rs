@@ -181,32 +181,24 @@ pub fn publish(
     };
     for r in requests {
         let ip = r.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let is_taken = |port| taken(&published, r.proto, ip, port);
         let port = match (r.host_port, r.host_port_end) {
+            // The first port of the range that is free, in order.
             (Some(lo), Some(hi)) => {
-                // The first port of the range that is free, in order.
-                let mut found = None;
-                for port in lo..=hi {
-                    if taken(&published, r.proto, ip, port) {
-                        continue;
-                    }
-                    if let Ok(res) = reserve_for(r.proto, ip, port, elsewhere) {
-                        held.push(res);
-                        found = Some(port);
-                        break;
-                    }
-                }
-                found.ok_or(Error::PortRangeAllocated {
-                    addr: ip.to_string(),
-                    lo,
-                    hi,
-                })?
+                first_free(lo..=hi, is_taken, r.proto, ip, elsewhere, &mut held).ok_or(
+                    Error::PortRangeAllocated {
+                        addr: ip.to_string(),
+                        lo,
+                        hi,
+                    },
+                )?
             }
             (Some(port), None) => {
                 let allocated = || Error::PortAllocated {
                     addr: ip.to_string(),
                     port,
                 };
-                if taken(&published, r.proto, ip, port) {
+                if is_taken(port) {
                     return Err(allocated());
                 }
                 let res = reserve_for(r.proto, ip, port, elsewhere).map_err(|e| {
@@ -223,23 +215,14 @@ pub fn publish(
                 held.push(res);
                 port
             }
+            // A free one of the random range, from a random start.
             (None, _) => {
                 let (lo, hi) = range;
                 let span = u32::from(hi - lo) + 1;
                 let start = rand::random_range(0..span);
-                let mut found = None;
-                for i in 0..span {
-                    let port = (u32::from(lo) + (start + i) % span) as u16;
-                    if taken(&published, r.proto, ip, port) {
-                        continue;
-                    }
-                    if let Ok(res) = reserve_for(r.proto, ip, port, elsewhere) {
-                        held.push(res);
-                        found = Some(port);
-                        break;
-                    }
-                }
-                found.ok_or(Error::NoFreePort(lo, hi))?
+                let ports = (0..span).map(|i| (u32::from(lo) + (start + i) % span) as u16);
+                first_free(ports, is_taken, r.proto, ip, elsewhere, &mut held)
+                    .ok_or(Error::NoFreePort(lo, hi))?
             }
         };
         published.push(PublishedPort {
@@ -250,6 +233,25 @@ pub fn publish(
         });
     }
     Ok((published, held))
+}
+
+/// The first of `ports` that is neither `taken` (ours) nor in use on the
+/// host, held (its reservation pushed on `held`).
+fn first_free(
+    ports: impl Iterator<Item = u16>,
+    taken: impl Fn(u16) -> bool,
+    proto: Proto,
+    ip: Ipv4Addr,
+    elsewhere: bool,
+    held: &mut Vec<Reservation>,
+) -> Option<u16> {
+    for port in ports.filter(|p| !taken(*p)) {
+        if let Ok(res) = reserve_for(proto, ip, port, elsewhere) {
+            held.push(res);
+            return Some(port);
+        }
+    }
+    None
 }
 
 /// Holds again the host ports of an endpoint restored after a restart;
