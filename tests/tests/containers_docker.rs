@@ -4,16 +4,8 @@
 
 mod common;
 
-use common::Env;
-use servin_testkit::{require_tools, Fixture, LeakCheck};
-
-fn env_with_busybox() -> (Env, String) {
-    let env = Env::start();
-    let fixture = Fixture::busybox().unwrap();
-    let image = env.publish(&fixture, "busybox:latest");
-    env.docker.run(&["pull", "-q", &image]).ok();
-    (env, image)
-}
+use common::env_with_busybox;
+use servin_testkit::{require_tools, LeakCheck};
 
 #[test]
 fn run_prints_output_and_returns_the_exit_code() {

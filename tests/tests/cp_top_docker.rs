@@ -7,17 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use common::Env;
+use common::{env_with_busybox, Env};
 use servin_testkit::http::Request;
-use servin_testkit::{require_tools, Fixture, LeakCheck};
-
-fn env_with_busybox() -> (Env, String) {
-    let env = Env::start();
-    let fixture = Fixture::busybox().unwrap();
-    let image = env.publish(&fixture, "busybox:latest");
-    env.docker.run(&["pull", "-q", &image]).ok();
-    (env, image)
-}
+use servin_testkit::{require_tools, LeakCheck};
 
 /// A tree on the host to copy in: `hello.txt` and `dir/{a.txt,sub/b.txt}`.
 fn host_tree() -> tempfile::TempDir {

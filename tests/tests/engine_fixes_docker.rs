@@ -5,16 +5,8 @@
 
 mod common;
 
-use common::Env;
+use common::{env_with_busybox, Env};
 use servin_testkit::{require_tools, Cli, Daemon, DaemonOpts, Fixture, LeakCheck, Registry};
-
-fn env_with_busybox() -> (Env, String) {
-    let env = Env::start();
-    let fixture = Fixture::busybox().unwrap();
-    let image = env.publish(&fixture, "busybox:latest");
-    env.docker.run(&["pull", "-q", &image]).ok();
-    (env, image)
-}
 
 /// Names of all containers, sorted.
 fn names(docker: &Cli) -> Vec<String> {

@@ -11,16 +11,8 @@ mod common;
 use std::net::{TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, Env};
-use servin_testkit::{require_tools, Fixture, LeakCheck};
-
-fn env_with_busybox() -> (Env, String) {
-    let env = Env::start();
-    let fixture = Fixture::busybox().unwrap();
-    let image = env.publish(&fixture, "busybox:latest");
-    env.docker.run(&["pull", "-q", &image]).ok();
-    (env, image)
-}
+use common::{env_with_busybox, free_port, http_get, Env};
+use servin_testkit::{require_tools, LeakCheck};
 
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -5,16 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Env;
-use servin_testkit::{require_tools, Fixture};
-
-fn env_with_busybox() -> (Env, String) {
-    let env = Env::start();
-    let fixture = Fixture::busybox().unwrap();
-    let image = env.publish(&fixture, "busybox:latest");
-    env.docker.run(&["pull", "-q", &image]).ok();
-    (env, image)
-}
+use common::{env_with_busybox, Env};
+use servin_testkit::require_tools;
 
 fn wait_for(env: &Env, what: &str, format: &str, name: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -9,16 +9,8 @@ mod common;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-use common::Env;
+use common::env_with_busybox;
 use servin_testkit::{require_tools, Cli, Daemon, DaemonOpts, Fixture, LeakCheck, Registry};
-
-fn env_with_busybox() -> (Env, String) {
-    let env = Env::start();
-    let fixture = Fixture::busybox().unwrap();
-    let image = env.publish(&fixture, "busybox:latest");
-    env.docker.run(&["pull", "-q", &image]).ok();
-    (env, image)
-}
 
 /// The `Seccomp:` mode of the container's process (0 none, 2 filter).
 fn seccomp_mode(docker: &Cli, image: &str, extra: &[&str]) -> String {

@@ -38,6 +38,16 @@ impl Env {
     }
 }
 
+/// A daemon with the busybox fixture pulled from the test registry, and
+/// that image's reference.
+pub fn env_with_busybox() -> (Env, String) {
+    let env = Env::start();
+    let fixture = Fixture::busybox().unwrap();
+    let image = env.publish(&fixture, "busybox:latest");
+    env.docker.run(&["pull", "-q", &image]).ok();
+    (env, image)
+}
+
 /// Every file under the store's data (blobs, snapshots, index) with its
 /// size, and the index's bytes: equal listings mean an unchanged store.
 pub fn store_state(data_root: &Path) -> BTreeMap<String, String> {
