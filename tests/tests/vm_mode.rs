@@ -368,9 +368,9 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
     // with the shell's `exit`; the testkit's time limit catches a hang.
     let shell = servin.run_with_stdin(
         &["vm", "shell"],
-        Some(b"cat /proc/1/cmdline | tr '\\0' ' '; echo; exit\n"),
+        Some(b"cat /proc/1/cmdline | tr '\\0' ' '; echo; exit 3\n"),
     );
-    assert_eq!(shell.code, 0, "{shell}");
+    assert_eq!(shell.code, 3, "the shell's exit status: {shell}");
     assert!(
         shell.stdout.contains("/init --switched-root"),
         "guest's PID 1 did not leave the initramfs: {shell}"

@@ -200,6 +200,7 @@ impl Client {
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
         if status == 101 {
+            let headers = resp.headers().clone();
             let upgraded = hyper::upgrade::on(resp).await?;
             let parts = upgraded
                 .downcast::<TokioIo<tokio::net::UnixStream>>()
@@ -211,6 +212,7 @@ impl Client {
             return Ok(Hijacked {
                 reader: Box::new(tokio::io::AsyncReadExt::chain(already, read)),
                 writer: Some(Box::new(write)),
+                headers,
             });
         }
         // Docker's client takes nothing but a switch of protocols, and
@@ -232,6 +234,8 @@ impl Client {
 pub struct Hijacked {
     pub reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
     pub writer: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>>,
+    /// The headers of the `101` answer.
+    pub headers: hyper::HeaderMap,
 }
 
 /// A response body as a byte stream.

@@ -551,6 +551,25 @@ async fn local(
             shell(manager, client, head, buf).await?;
             Ok(false)
         }
+        ("GET", "shell-exit") => {
+            let pid = query_value(&head.query, "pid")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            match shell_exit(manager, pid).await {
+                Ok(code) => {
+                    let body = json!({ "ExitCode": code }).to_string();
+                    client
+                        .write_all(&response(200, "application/json", body.as_bytes()))
+                        .await?
+                }
+                Err(e) => {
+                    client
+                        .write_all(&error_json(404, &format!("{e:#}")))
+                        .await?
+                }
+            }
+            Ok(true)
+        }
         _ => {
             client
                 .write_all(&error_json(
@@ -560,6 +579,34 @@ async fn local(
                 .await?;
             Ok(true)
         }
+    }
+}
+
+/// The exit status of the guest shell `pid` (init's SHELLEXIT).
+async fn shell_exit(manager: &Arc<VmManager>, pid: i32) -> anyhow::Result<i32> {
+    let (_, code) = control_request(manager, &ControlRequest::ShellExit { pid }).await?;
+    Ok(code.trim().parse()?)
+}
+
+/// Sends one request to init's control port: the stream (for what
+/// follows, as a shell's terminal) and the reply's `OK` payload.
+async fn control_request(
+    manager: &Arc<VmManager>,
+    request: &ControlRequest,
+) -> anyhow::Result<(UnixStream, String)> {
+    let s = manager.connect_port(CONTROL_PORT).await?;
+    s.set_nonblocking(true)?;
+    let mut s = UnixStream::from_std(s)?;
+    s.write_all(request.to_string().as_bytes()).await?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while s.read(&mut byte).await? == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    match ControlResponse::parse(&String::from_utf8_lossy(&line)) {
+        Ok(ControlResponse::Ok(payload)) => Ok((s, payload)),
+        Ok(ControlResponse::Err(e)) => anyhow::bail!("{e}"),
+        Err(e) => anyhow::bail!("{e}"),
     }
 }
 
@@ -651,23 +698,12 @@ async fn shell(
     };
     let opened = async {
         manager.ensure_running().await?;
-        let s = manager.connect_port(CONTROL_PORT).await?;
-        s.set_nonblocking(true)?;
-        let mut s = UnixStream::from_std(s)?;
-        s.write_all(request.to_string().as_bytes()).await?;
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while s.read(&mut byte).await? == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        match ControlResponse::parse(&String::from_utf8_lossy(&line)) {
-            Ok(ControlResponse::Ok(_)) => Ok(s),
-            Ok(ControlResponse::Err(e)) => anyhow::bail!("The guest refused the shell: {e}"),
-            Err(e) => anyhow::bail!("{e}"),
-        }
+        control_request(manager, &request)
+            .await
+            .context("The guest refused the shell")
     }
     .await;
-    let mut guest = match opened {
+    let (mut guest, pid) = match opened {
         Ok(s) => s,
         Err(e) => {
             client
@@ -677,6 +713,8 @@ async fn shell(
         }
     };
     let mut s = "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n".to_string();
+    // Where `GET /servin/vm/shell-exit?pid=` finds its exit status.
+    s.push_str(&format!("Servin-Shell-Pid: {}\r\n", pid.trim()));
     common_headers(&mut s);
     s.push_str("\r\n");
     client.write_all(s.as_bytes()).await?;

@@ -185,7 +185,15 @@ pub fn kernel_cmdline(args: &BootArgs, tcg: bool) -> Result<String, CmdlineError
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlRequest {
     Ping,
-    Shell { rows: u16, cols: u16 },
+    Shell {
+        rows: u16,
+        cols: u16,
+    },
+    /// The exit status of the shell with this pid (the number after `OK`
+    /// in the reply to `SHELL`), once it has ended.
+    ShellExit {
+        pid: i32,
+    },
     Poweroff,
     Stats,
 }
@@ -209,6 +217,13 @@ impl ControlRequest {
             "PING" => no_args(ControlRequest::Ping),
             "POWEROFF" => no_args(ControlRequest::Poweroff),
             "STATS" => no_args(ControlRequest::Stats),
+            "SHELLEXIT" => match rest.as_slice() {
+                [pid] => pid
+                    .parse()
+                    .map(|pid| ControlRequest::ShellExit { pid })
+                    .map_err(|_| format!("invalid pid: {pid}")),
+                _ => Err("usage: SHELLEXIT <pid>".to_string()),
+            },
             "SHELL" => match rest.as_slice() {
                 [rows, cols] => match (rows.parse(), cols.parse()) {
                     (Ok(rows), Ok(cols)) => Ok(ControlRequest::Shell { rows, cols }),
@@ -228,6 +243,7 @@ impl fmt::Display for ControlRequest {
         match self {
             ControlRequest::Ping => writeln!(f, "PING"),
             ControlRequest::Shell { rows, cols } => writeln!(f, "SHELL {rows} {cols}"),
+            ControlRequest::ShellExit { pid } => writeln!(f, "SHELLEXIT {pid}"),
             ControlRequest::Poweroff => writeln!(f, "POWEROFF"),
             ControlRequest::Stats => writeln!(f, "STATS"),
         }
@@ -413,6 +429,7 @@ mod tests {
             ControlRequest::Poweroff,
             ControlRequest::Stats,
             ControlRequest::Shell { rows: 24, cols: 80 },
+            ControlRequest::ShellExit { pid: 190 },
         ] {
             assert_eq!(ControlRequest::parse(&r.to_string()), Ok(r));
         }
@@ -421,6 +438,7 @@ mod tests {
             Err("unknown request: REBOOT".to_string())
         );
         assert!(ControlRequest::parse("SHELL 24").is_err());
+        assert!(ControlRequest::parse("SHELLEXIT me").is_err());
         assert!(ControlRequest::parse("PING now").is_err());
     }
 

@@ -45,7 +45,7 @@ enum InputEnd {
 
 /// Runs both directions until the output ends or the user detaches.
 pub async fn stream(conn: Hijacked, streams: &Streams) -> Result<Ended> {
-    let Hijacked { reader, writer } = conn;
+    let Hijacked { reader, writer, .. } = conn;
     // Raw mode only while we forward keys to a TTY, as docker's setupInput.
     let mut raw = if streams.stdin && streams.tty {
         RawMode::stdin()?

@@ -8,6 +8,7 @@ use crate::client::Client;
 use crate::commands::Ctx;
 use crate::stream::{self, Streams};
 use crate::tty;
+use crate::usage::StatusError;
 
 pub async fn run(ctx: &Ctx) -> Result<()> {
     // No version negotiation: it would start the VM through the guest's
@@ -35,6 +36,26 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         stderr: false,
         detach_keys: None,
     };
+    let pid = conn
+        .headers
+        .get("Servin-Shell-Pid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     stream::stream(conn, &streams).await?;
-    Ok(())
+    // The shell's exit status becomes ours, as `docker exec` does.
+    let Some(pid) = pid else { return Ok(()) };
+    let raw = client
+        .get_raw("/servin/vm/shell-exit", &[("pid", pid)])
+        .await?;
+    let exit: ShellExit = crate::client::decode(&raw)?;
+    match exit.code {
+        0 => Ok(()),
+        code => Err(StatusError::fail(code, "")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ShellExit {
+    #[serde(rename = "ExitCode")]
+    code: i32,
 }

@@ -1,9 +1,10 @@
 //! The control port on vsock: one request line per connection.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use servin_guest::contract::{ControlRequest, ControlResponse, GuestStats};
@@ -102,6 +103,42 @@ fn handle(mut conn: VsockStream, children: &Children, engine: &Engine) {
                 say!("warning: shell: {e}");
             }
         }
+        ControlRequest::ShellExit { pid } => match shell_exit(pid) {
+            Some(code) => reply(&mut conn, ControlResponse::Ok(code.to_string())),
+            None => reply(
+                &mut conn,
+                ControlResponse::Err(format!("no ended shell {pid}")),
+            ),
+        },
+    }
+}
+
+/// Exit statuses of `vm shell` shells by pid: `None` while one runs. An
+/// entry goes when its status is asked for.
+static SHELLS: Mutex<BTreeMap<i32, Option<i32>>> = Mutex::new(BTreeMap::new());
+static SHELL_ENDED: Condvar = Condvar::new();
+
+/// The exit status of shell `pid`, waiting a little for the reaper to
+/// record it (the client asks right after the shell's terminal closed).
+fn shell_exit(pid: i32) -> Option<i32> {
+    let mut shells = SHELLS.lock().unwrap_or_else(|e| e.into_inner());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match shells.get(&pid) {
+            None => return None,
+            Some(Some(code)) => {
+                let code = *code;
+                shells.remove(&pid);
+                return Some(code);
+            }
+            Some(None) => {
+                let left = deadline.checked_duration_since(std::time::Instant::now())?;
+                shells = SHELL_ENDED
+                    .wait_timeout(shells, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
     }
 }
 
@@ -152,14 +189,27 @@ fn shell(mut conn: VsockStream, children: &Children, rows: u16, cols: u16) -> Re
             Ok(())
         });
     }
-    let (pid, _exited) = children
+    let (pid, exited) = children
         .spawn(&mut cmd)
         .map_err(|e| format!("Cannot start /bin/sh: {e}"))?;
+    SHELLS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pid, None);
+    std::thread::spawn(move || {
+        let code = exited.recv().unwrap_or(-1);
+        SHELLS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid, Some(code));
+        SHELL_ENDED.notify_all();
+    });
     // The Command holds copies of the slave side: the master reads EIO
     // (the shell is gone) only once every copy is closed.
     drop(cmd);
     drop(slave);
-    reply(&mut conn, ControlResponse::Ok(String::new()));
+    // The pid names the shell for SHELLEXIT.
+    reply(&mut conn, ControlResponse::Ok(pid.to_string()));
 
     let master = std::fs::File::from(pty.master);
     let mut to_shell = master.try_clone().map_err(|e| e.to_string())?;
