@@ -352,13 +352,21 @@ fn guest_boots_serves_the_engine_on_vsock_and_keeps_its_disk() {
     // SHELL: a login shell on a pty of the asked size, bytes both ways.
     let mut sh = vm.connect(CONTROL_PORT);
     sh.write_all(b"SHELL 24 80\n").unwrap();
-    assert_eq!(read_line(&mut sh), "OK\n");
-    sh.write_all(b"echo size=$(busybox stty size) sum=$((6*7))\nexit\n")
+    let ok = read_line(&mut sh);
+    let pid: i32 = ok
+        .strip_prefix("OK ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("SHELL did not answer OK <pid>: {ok:?}"));
+    sh.write_all(b"echo size=$(busybox stty size) sum=$((6*7))\nexit 5\n")
         .unwrap();
     let mut out = Vec::new();
     sh.read_to_end(&mut out).unwrap();
     let out = String::from_utf8_lossy(&out);
     assert!(out.contains("size=24 80 sum=42"), "{out:?}");
+    // SHELLEXIT: the shell's status, once.
+    let exit = format!("SHELLEXIT {pid}\n");
+    assert_eq!(vm.control(&exit), ControlResponse::Ok("5".into()));
+    assert!(matches!(vm.control(&exit), ControlResponse::Err(_)));
 
     let (status, body) = vm.http(
         "POST",
