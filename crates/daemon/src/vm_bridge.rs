@@ -723,23 +723,10 @@ async fn shell(
         .await
         .context("Cannot write to the guest shell")?;
     buf.clear();
-    // The end of the user's input is not passed on: the shell's terminal
-    // ends when the shell does (`exit`), so output after the last line of a
-    // piped script still arrives.
-    let (mut from_client, mut to_client) = client.split();
-    let (mut from_guest, mut to_guest) = guest.split();
-    let input = async {
-        let _ = tokio::io::copy(&mut from_client, &mut to_guest).await;
-        std::future::pending::<()>().await
-    };
-    let output = async {
-        let _ = tokio::io::copy(&mut from_guest, &mut to_client).await;
-        let _ = to_client.shutdown().await;
-    };
-    tokio::select! {
-        _ = input => {}
-        _ = output => {}
-    }
+    // The end of the user's input is not passed on (`splice`): the shell's
+    // terminal ends when the shell does (`exit`), so output after the last
+    // line of a piped script still arrives.
+    splice(client, &mut guest).await;
     Ok(())
 }
 
