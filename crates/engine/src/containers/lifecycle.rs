@@ -150,20 +150,12 @@ impl Engine {
             }
         };
         let shim_bin = self.config().shim_binary.clone();
-        let client =
-            match tokio::task::spawn_blocking(move || servin_runtime::spawn_shim(&spec, &shim_bin))
-                .await
-            {
-                Ok(Ok(c)) => std::sync::Arc::new(c),
-                Ok(Err(e)) => {
-                    self.release_network(&rec.id).await;
-                    return Err(self.record_runtime_failure(&rec.id, e));
-                }
-                Err(e) => {
-                    self.release_network(&rec.id).await;
-                    return Err(Error::internal(format!("Blocking task failed: {e}")));
-                }
-            };
+        let client = std::sync::Arc::new(
+            self.start_step(&rec.id, move || {
+                servin_runtime::spawn_shim(&spec, &shim_bin)
+            })
+            .await?,
+        );
         let pending: Vec<PendingAttach> = self.take_pending_attaches(&rec.id);
         for p in pending {
             let c = client.clone();
@@ -173,17 +165,7 @@ impl Engine {
             let _ = p.reply.send(stream);
         }
         let c = client.clone();
-        let pid = match tokio::task::spawn_blocking(move || c.start()).await {
-            Ok(Ok(pid)) => pid,
-            Ok(Err(e)) => {
-                self.release_network(&rec.id).await;
-                return Err(self.record_runtime_failure(&rec.id, e));
-            }
-            Err(e) => {
-                self.release_network(&rec.id).await;
-                return Err(Error::internal(format!("Blocking task failed: {e}")));
-            }
-        };
+        let pid = self.start_step(&rec.id, move || c.start()).await?;
         let started_at = now();
         let (_, rec) = self.containers().update(&rec.id, |r| {
             r.state = State::Running {
@@ -224,6 +206,25 @@ impl Engine {
     /// Records a start the runtime failed: its exit code (127/126 for a
     /// missing or non-executable command), else Docker's reading of the
     /// message.
+    /// One runtime call of a start, off the async threads. When it fails
+    /// the container's network goes and the failure is recorded.
+    async fn start_step<T: Send + 'static>(
+        &self,
+        id: &str,
+        call: impl FnOnce() -> Result<T, servin_runtime::RuntimeError> + Send + 'static,
+    ) -> Result<T, Error> {
+        let failed = match tokio::task::spawn_blocking(call).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => Ok(e),
+            Err(e) => Err(e),
+        };
+        self.release_network(id).await;
+        Err(match failed {
+            Ok(e) => self.record_runtime_failure(id, e),
+            Err(e) => Error::internal(format!("Blocking task failed: {e}")),
+        })
+    }
+
     fn record_runtime_failure(&self, id: &str, e: servin_runtime::RuntimeError) -> Error {
         let code = e.exit_code().map(i64::from);
         let err = runtime_error(e);
