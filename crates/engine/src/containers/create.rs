@@ -403,26 +403,17 @@ impl Engine {
     pub(crate) fn prepare_mounts(&self, rec: &ContainerRecord) -> Result<Vec<MountSpec>, Error> {
         let mut out = Vec::new();
         let hc = &rec.host_config;
-        for b in hc["Binds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-        {
-            let parts: Vec<&str> = b.split(':').collect();
-            let (src, dst, opts) = match parts.as_slice() {
-                [s, d] => (*s, *d, ""),
-                [s, d, o] => (*s, *d, *o),
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "invalid volume specification: '{b}'"
-                    )))
-                }
+        for b in binds(hc) {
+            let Some(bind) = BindSpec::parse(b) else {
+                return Err(Error::invalid(format!(
+                    "invalid volume specification: '{b}'"
+                )));
             };
+            let (src, dst) = (bind.source, bind.destination);
             if !dst.starts_with('/') {
                 return Err(Error::invalid(format!("invalid volume specification: '{b}': invalid mount config: destination must be an absolute path")));
             }
-            let readonly = opts.split(',').any(|o| o == "ro");
+            let readonly = bind.has("ro");
             let source = if src.starts_with('/') {
                 // `-v` creates a missing host directory, as Docker does.
                 std::fs::create_dir_all(src).map_err(|e| {
@@ -532,20 +523,9 @@ impl Engine {
     pub(crate) fn volume_copies(&self, rec: &ContainerRecord) -> Vec<(std::path::PathBuf, String)> {
         let hc = &rec.host_config;
         let mut out = Vec::new();
-        for b in hc["Binds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-        {
-            let parts: Vec<&str> = b.split(':').collect();
-            if let [src, dst, rest @ ..] = parts.as_slice() {
-                let nocopy = rest
-                    .first()
-                    .is_some_and(|o| o.split(',').any(|x| x == "nocopy"));
-                if !src.starts_with('/') && !nocopy {
-                    out.push((self.volume_path(src), dst.to_string()));
-                }
+        for bind in binds(hc).filter_map(BindSpec::parse) {
+            if !bind.is_host_path() && !bind.has("nocopy") {
+                out.push((self.volume_path(bind.source), bind.destination.to_string()));
             }
         }
         for m in hc["Mounts"].as_array().into_iter().flatten() {
@@ -824,6 +804,48 @@ fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The entries of a host config's `Binds` (`-v`).
+pub(crate) fn binds(hc: &Value) -> impl Iterator<Item = &str> {
+    hc["Binds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+}
+
+/// One `Binds` entry, `SOURCE:DESTINATION[:OPTIONS]`: a host path when
+/// SOURCE is absolute, else a volume name.
+pub(crate) struct BindSpec<'a> {
+    pub source: &'a str,
+    pub destination: &'a str,
+    pub options: Option<&'a str>,
+}
+
+impl<'a> BindSpec<'a> {
+    /// `None` unless the entry has two or three parts.
+    pub fn parse(b: &'a str) -> Option<BindSpec<'a>> {
+        let mut parts = b.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(source), Some(destination), options, None) => Some(BindSpec {
+                source,
+                destination,
+                options,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether OPTIONS (comma-separated) has `option`.
+    pub fn has(&self, option: &str) -> bool {
+        self.options
+            .is_some_and(|o| o.split(',').any(|x| x == option))
+    }
+
+    pub fn is_host_path(&self) -> bool {
+        self.source.starts_with('/')
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -889,5 +911,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
         check_init_binary(&f).unwrap();
+    }
+
+    #[test]
+    fn binds_have_two_or_three_parts() {
+        let b = BindSpec::parse("data:/srv:ro,nocopy").unwrap();
+        assert_eq!((b.source, b.destination), ("data", "/srv"));
+        assert!(b.has("ro") && b.has("nocopy") && !b.has("rw") && !b.is_host_path());
+        let b = BindSpec::parse("/host:/srv").unwrap();
+        assert!(b.is_host_path() && b.options.is_none() && !b.has("ro"));
+        assert!(BindSpec::parse("/only").is_none());
+        assert!(BindSpec::parse("a:/b:ro:extra").is_none());
     }
 }

@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 use servin_api::Error;
 
+use super::create::{binds, BindSpec};
 use super::record::{ContainerRecord, State, ZERO_TIME};
 use crate::Engine;
 
@@ -257,23 +258,17 @@ impl Engine {
     fn mount_views(&self, r: &ContainerRecord) -> Vec<Value> {
         let volume = |name: &str, dst: &str, mode: &str, rw: bool| json!({"Type": "volume", "Name": name, "Source": self.volume_path(name), "Destination": dst, "Driver": "local", "Mode": mode, "RW": rw, "Propagation": ""});
         let mut out = Vec::new();
-        for b in r.host_config["Binds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-        {
-            let parts: Vec<&str> = b.split(':').collect();
-            if parts.len() < 2 {
-                continue;
-            }
-            let rw = !parts
-                .get(2)
-                .is_some_and(|o| o.split(',').any(|x| x == "ro"));
-            if parts[0].starts_with('/') {
-                out.push(json!({"Type": "bind", "Source": parts[0], "Destination": parts[1], "Mode": parts.get(2).unwrap_or(&""), "RW": rw, "Propagation": "rprivate"}));
+        for b in binds(&r.host_config).filter_map(BindSpec::parse) {
+            let rw = !b.has("ro");
+            if b.is_host_path() {
+                out.push(json!({"Type": "bind", "Source": b.source, "Destination": b.destination, "Mode": b.options.unwrap_or(""), "RW": rw, "Propagation": "rprivate"}));
             } else {
-                out.push(volume(parts[0], parts[1], parts.get(2).unwrap_or(&"z"), rw));
+                out.push(volume(
+                    b.source,
+                    b.destination,
+                    b.options.unwrap_or("z"),
+                    rw,
+                ));
             }
         }
         for m in r.host_config["Mounts"].as_array().into_iter().flatten() {
