@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{env_with_busybox, free_port, http_get, Env};
+use common::{env_with_busybox, free_port, http_get, udp_ask_until_answered, udp_echo_binary, Env};
 use servin_testkit::{require_tools, LeakCheck};
 
 fn is_root() -> bool {
@@ -86,8 +86,6 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
-
-const UDP_ECHO: &str = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 53))\nwhile True:\n    d, a = s.recvfrom(100)\n    s.sendto(b'echo:' + d, a)\n";
 
 const HTTPD: &str = "mkdir -p /www && { echo -n 'hello from '; hostname; } > /www/index.html && exec busybox httpd -f -p 80 -h /www";
 
@@ -284,7 +282,7 @@ fn default_bridge_gives_an_address_a_route_and_nat() {
 #[test]
 fn published_ports_answer_on_the_hosts_loopback() {
     needs!("published_ports_answer_on_the_hosts_loopback");
-    require_tools!("python3");
+    require_tools!("rustc");
     let (env, image) = env_with_busybox();
     let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
     let (p_any, p_loop, p_udp) = (free_port(), free_port(), free_port());
@@ -336,8 +334,11 @@ fn published_ports_answer_on_the_hosts_loopback() {
         ps.stdout
     );
 
-    // UDP: busybox has no UDP server, so the host's python3 (its /usr
-    // mounted read-only) echoes datagrams inside a container.
+    // UDP: busybox has no UDP server, so a static echo server built here
+    // for musl runs from a mounted folder.
+    let echo_dir = tempfile::tempdir().unwrap();
+    udp_echo_binary(echo_dir.path());
+    let mount = format!("{}:/opt/echo:ro", echo_dir.path().display());
     env.docker
         .run(&[
             "run",
@@ -347,26 +348,12 @@ fn published_ports_answer_on_the_hosts_loopback() {
             "-p",
             &format!("{p_udp}:53/udp"),
             "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
+            &mount,
             &image,
-            "/usr/bin/python3",
-            "-c",
-            UDP_ECHO,
+            "/opt/echo/udp-echo",
         ])
         .ok();
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let answer = wait_for("an answer through the published UDP port", || {
-        udp.send_to(b"over-udp", ("127.0.0.1", p_udp)).ok()?;
-        let mut buf = [0u8; 64];
-        let (n, _) = udp.recv_from(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    });
+    let answer = udp_ask_until_answered(p_udp, b"over-udp", Duration::from_secs(60));
     assert_eq!(answer, "echo:over-udp");
     let ports = env.docker.run(&["port", "udp"]).ok();
     assert_eq!(ports.out(), format!("53/udp -> 0.0.0.0:{p_udp}"));

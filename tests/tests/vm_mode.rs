@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::free_port;
+use common::{free_port, free_udp_port, udp_ask_until_answered, udp_echo_binary};
 use servin_testkit::{Cli, Daemon, DaemonOpts, Fixture, LeakCheck};
 
 /// The guest image the daemon will use: `$SERVIN_GUEST_DIR`, else the
@@ -335,7 +335,7 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
             &format!("/opt/echo/{}", echo.file_name().unwrap().to_str().unwrap()),
         ])
         .ok();
-    let answer = udp_ask_until_answered(udp_port, b"over-udp");
+    let answer = udp_ask_until_answered(udp_port, b"over-udp", VM_COMMAND_LIMIT);
     assert_eq!(answer, "echo:over-udp");
     docker.run(&["rm", "-f", "udp"]).ok();
 
@@ -380,67 +380,6 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
     assert_eq!(status_json(&servin)["state"], "stopped");
     daemon.stop().unwrap();
     leaks.assert_clean();
-}
-
-/// An echo server for UDP port 53 ("echo:" + each datagram), built with
-/// rustc as a static musl binary into `dir`.
-fn udp_echo_binary(dir: &std::path::Path) -> PathBuf {
-    let src = dir.join("udp_echo.rs");
-    std::fs::write(
-        &src,
-        "fn main() {\n\
-         let s = std::net::UdpSocket::bind(\"0.0.0.0:53\").unwrap();\n\
-         let mut b = [0u8; 1500];\n\
-         loop {\n\
-         let (n, from) = s.recv_from(&mut b).unwrap();\n\
-         let mut out = b\"echo:\".to_vec();\n\
-         out.extend_from_slice(&b[..n]);\n\
-         let _ = s.send_to(&out, from);\n\
-         }\n\
-         }\n",
-    )
-    .unwrap();
-    let bin = dir.join("udp-echo");
-    let out = std::process::Command::new("rustc")
-        .args([
-            "--edition",
-            "2021",
-            "-O",
-            "--target",
-            "x86_64-unknown-linux-musl",
-            "-o",
-        ])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("rustc runs");
-    assert!(
-        out.status.success(),
-        "building the UDP echo server for musl failed (rustup target add x86_64-unknown-linux-musl): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
-}
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
-/// Sends `msg` to 127.0.0.1:port until a datagram comes back (a hang
-/// guard, not a speed check).
-fn udp_ask_until_answered(port: u16, msg: &[u8]) -> String {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-    let deadline = Instant::now() + VM_COMMAND_LIMIT;
-    let mut buf = [0u8; 1500];
-    while Instant::now() < deadline {
-        s.send_to(msg, ("127.0.0.1", port)).unwrap();
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            return String::from_utf8_lossy(&buf[..n]).into_owned();
-        }
-    }
-    panic!("nothing came back from 127.0.0.1:{port}/udp");
 }
 
 /// The body of `GET path` from 127.0.0.1:port, retried while the server in

@@ -114,3 +114,65 @@ pub fn http_get(port: u16) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     out.split("\r\n\r\n").nth(1).map(str::to_string)
 }
+
+/// An echo server for UDP port 53 ("echo:" + each datagram), built with
+/// rustc as a static musl binary into `dir`.
+pub fn udp_echo_binary(dir: &Path) -> PathBuf {
+    let src = dir.join("udp_echo.rs");
+    std::fs::write(
+        &src,
+        "fn main() {\n\
+         let s = std::net::UdpSocket::bind(\"0.0.0.0:53\").unwrap();\n\
+         let mut b = [0u8; 1500];\n\
+         loop {\n\
+         let (n, from) = s.recv_from(&mut b).unwrap();\n\
+         let mut out = b\"echo:\".to_vec();\n\
+         out.extend_from_slice(&b[..n]);\n\
+         let _ = s.send_to(&out, from);\n\
+         }\n\
+         }\n",
+    )
+    .unwrap();
+    let bin = dir.join("udp-echo");
+    let out = std::process::Command::new("rustc")
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "-o",
+        ])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("rustc runs");
+    assert!(
+        out.status.success(),
+        "building the UDP echo server for musl failed (rustup target add x86_64-unknown-linux-musl): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+/// Sends `msg` to 127.0.0.1:port until a datagram comes back, for at most
+/// `limit` (a hang guard, not a speed check).
+pub fn udp_ask_until_answered(port: u16, msg: &[u8], limit: std::time::Duration) -> String {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = [0u8; 1500];
+    while std::time::Instant::now() < deadline {
+        s.send_to(msg, ("127.0.0.1", port)).unwrap();
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    panic!("nothing came back from 127.0.0.1:{port}/udp");
+}
