@@ -110,7 +110,7 @@ fn everyday_commands_work_under_the_default_profile() {
     let script = "set -e; echo piped | cat; x=$(echo substituted); echo $x; \
         sleep 0 & wait $!; echo job $?; ps -o comm | grep -c ps; \
         tar -cf /tmp/t.tar /etc/hostname; tar -tf /tmp/t.tar; \
-        (nc -l -p 7777 >/tmp/got &); i=0; \
+        (sleep 60 | nc -l -p 7777 >/tmp/got &); i=0; \
         until [ -s /tmp/got ]; do \
           echo over-tcp | nc 127.0.0.1 7777 2>/dev/null || true; \
           i=$((i+1)); [ $i -lt 300 ]; [ -s /tmp/got ] || sleep 0.1; \
