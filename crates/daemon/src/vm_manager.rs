@@ -21,6 +21,8 @@ use tokio::sync::{watch, Mutex};
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 const HEALTH_PING_TIMEOUT: Duration = Duration::from_millis(1500);
 const HEALTH_FAILURES: u32 = 2;
+/// How long `status` waits for a brief holder of the VM's lock.
+const STATUS_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// A VM that ran at least this long before it died starts a new series of
 /// restarts; shorter lives add to the series and wait [`restart_delay`].
 const STABLE_RUN: Duration = Duration::from_secs(120);
@@ -402,7 +404,15 @@ impl VmManager {
         let config = VmConfig::load(&self.paths.config()).unwrap_or_default();
         // A start or stop holds the lock for its whole length: report the
         // phase then, without the instance's details, rather than wait.
-        let inner = self.inner.try_lock().ok();
+        // Otherwise the holders are brief (the health check's ping, a new
+        // connection), and a running VM's status must show its pid even
+        // when it asks in the middle of one.
+        let inner = match self.phase() {
+            Phase::Starting(_) | Phase::Stopping => self.inner.try_lock().ok(),
+            _ => tokio::time::timeout(STATUS_LOCK_WAIT, self.inner.lock())
+                .await
+                .ok(),
+        };
         let inner = inner.as_deref();
         let (accel_now, note) = self.provider.accelerator();
         let inst = inner.and_then(|i| i.instance.as_ref());
