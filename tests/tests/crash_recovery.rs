@@ -72,3 +72,49 @@ fn kill_during_pull_leaves_no_half_image() {
         .ok();
     assert_eq!(id.out(), fixture.images()[0].config_digest);
 }
+
+/// A second servind on a data root in use stops with a message naming the
+/// first one, and the first keeps serving; once the first is gone (even by
+/// SIGKILL) the root is free again.
+#[test]
+fn a_second_daemon_on_the_same_data_root_is_refused() {
+    let mut daemon = servin_testkit::Daemon::start(Default::default()).unwrap();
+    let other_socket = daemon.dir().join("other.sock");
+    let mut second = Command::new(servin_testkit::bin_path("servind").unwrap())
+        .arg("--data-root")
+        .arg(daemon.data_root())
+        .arg("-H")
+        .arg(format!("unix://{}", other_socket.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while second.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second servind runs on the data root of the first");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    let first_pid = std::fs::read_to_string(daemon.data_root().join("servind.lock")).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "Another servind (pid {}) is using the data root {}",
+            first_pid.trim(),
+            daemon.data_root().display()
+        )),
+        "{stderr}"
+    );
+    assert!(!other_socket.exists(), "the refused daemon made a socket");
+    assert_eq!(daemon.get("/_ping").unwrap().status, 200);
+
+    daemon.kill9();
+    daemon.restart().unwrap();
+    assert_eq!(daemon.get("/_ping").unwrap().status, 200);
+}

@@ -136,6 +136,8 @@ async fn start_daemon(host: &Host) -> Result<()> {
         "servin: starting servind in the background (log: {})",
         log_path.display()
     );
+    // What this start writes to the shared log begins here.
+    let log_start = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
     let mut cmd = Command::new(&exe);
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -154,8 +156,20 @@ async fn start_daemon(host: &Host) -> Result<()> {
         .spawn()
         .map_err(|e| anyhow::anyhow!("Failed to start {}: {e}", exe.display()))?;
     let started = Instant::now();
+    let mut exited = None;
     while started.elapsed() < START_TIMEOUT {
-        if let Some(status) = child.try_wait()? {
+        if exited.is_none() {
+            exited = child.try_wait()?;
+        }
+        // Two commands racing to start the daemon: the second servind
+        // stops at the first one's data-root lock, and the first serves.
+        let lost_race = || {
+            std::fs::read(&log_path).is_ok_and(|log| {
+                let ours = log.get(log_start..).unwrap_or_default();
+                String::from_utf8_lossy(ours).contains("is using the data root")
+            })
+        };
+        if let Some(status) = exited.filter(|_| !lost_race()) {
             bail!(
                 "servind exited ({status}) before answering on {}; see {}",
                 host.url,

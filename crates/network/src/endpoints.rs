@@ -282,7 +282,10 @@ impl Networks {
             kept.push(ep);
         }
         inner.store.save(&inner.state)?;
-        self.sync(&inner).await?;
+        // The host rules need no new transaction: `open` installed them for
+        // this state less the gone endpoints, whose removal re-synced. Only
+        // the names the DNS servers answer come from the restored views.
+        self.refresh_directory(&inner.state);
         Ok(kept)
     }
 

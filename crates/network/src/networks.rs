@@ -177,7 +177,9 @@ impl Networks {
                     link::route_localnet(br)?;
                 }
             }
+            tracing::debug!("bridges ready");
             nets.sync(&inner).await?;
+            tracing::debug!("host rules installed");
         }
         Ok(nets)
     }
@@ -506,7 +508,7 @@ impl Networks {
         Ok(())
     }
 
-    fn refresh_directory(&self, state: &State) {
+    pub(crate) fn refresh_directory(&self, state: &State) {
         let mut views: HashMap<String, dns::View> = HashMap::new();
         for e in &state.endpoints {
             let Ok(net) = Self::find(state, &e.network_id) else {

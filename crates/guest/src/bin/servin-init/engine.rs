@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use servin_guest::contract::{DATA_MOUNT, ENGINE_READY_LINE, GUEST_ENGINE_SOCKET, HOST_GATEWAY};
 
-use crate::{say, Children};
+use crate::{say, BootTimes, Children};
 
 #[derive(Default)]
 struct State {
@@ -21,14 +21,16 @@ pub struct Engine {
     port: u32,
     state: Mutex<State>,
     changed: Condvar,
+    times: std::sync::Arc<BootTimes>,
 }
 
 impl Engine {
-    pub fn new(port: u32) -> Engine {
+    pub fn new(port: u32, times: std::sync::Arc<BootTimes>) -> Engine {
         Engine {
             port,
             state: Mutex::default(),
             changed: Condvar::new(),
+            times,
         }
     }
 
@@ -53,6 +55,7 @@ impl Engine {
     /// [`Engine::stop`].
     pub fn supervise(&self, children: &Children) {
         let mut failures = 0u32;
+        let mut first_start = true;
         loop {
             let spawned = {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -75,6 +78,13 @@ impl Engine {
             };
             let started = Instant::now();
             let status = match wait_ready(&exited) {
+                Ok(()) if first_start => {
+                    first_start = false;
+                    self.times.mark("engine");
+                    // The seconds since the kernel started at each step's end.
+                    println!("{ENGINE_READY_LINE} ({})", self.times.summary());
+                    exited.recv().unwrap_or(-1)
+                }
                 Ok(()) => {
                     println!("{ENGINE_READY_LINE}");
                     exited.recv().unwrap_or(-1)

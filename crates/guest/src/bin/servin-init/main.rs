@@ -29,6 +29,38 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// Seconds since the kernel started (`/proc/uptime`), for the boot's
+/// timings on the console.
+pub(crate) fn uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Where the boot's time went, printed with the engine's ready line:
+/// each step's end, in seconds since the kernel started.
+#[derive(Default)]
+pub(crate) struct BootTimes(Mutex<Vec<(&'static str, f64)>>);
+
+impl BootTimes {
+    pub(crate) fn mark(&self, step: &'static str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((step, uptime()));
+    }
+
+    pub(crate) fn summary(&self) -> String {
+        let steps = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        steps
+            .iter()
+            .map(|(step, t)| format!("{step} {t:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 pub(crate) fn console_line(msg: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -104,6 +136,8 @@ fn main() {
         say!("error: {e}");
         setup::power_off();
     }
+    let times = Arc::new(BootTimes::default());
+    times.mark("init");
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let args = match BootArgs::parse(&cmdline) {
         Ok(a) => a,
@@ -118,6 +152,7 @@ fn main() {
         }
     }
     setup::load_modules(&cmdline);
+    times.mark("modules");
     if let Err(e) = disk::prepare() {
         say!("error: {e}");
         setup::power_off();
@@ -127,13 +162,15 @@ fn main() {
             say!("warning: {e}");
         }
     }
+    times.mark("disks");
     if let Err(e) = net::configure() {
         say!("warning: network: {e}");
     }
     setup::write_etc();
+    times.mark("network");
 
     let children = Arc::new(Children::default());
-    let engine = Arc::new(engine::Engine::new(args.engine_port));
+    let engine = Arc::new(engine::Engine::new(args.engine_port, times));
     {
         let (children, engine) = (children.clone(), engine.clone());
         std::thread::spawn(move || engine.supervise(&children));
