@@ -452,6 +452,16 @@ fn a_failed_exec_leaves_the_container_removable() {
                 .contains("unable to find user nosuchuser"),
             "{failed:?}"
         );
+        // Detached, nobody reads the stream: the failure is the request's
+        // answer, as Docker's.
+        let failed = d.run(&["exec", "-d", name, "/nonexistent"]).code(1);
+        assert!(
+            failed
+                .stderr
+                .contains("Error response from daemon: OCI runtime exec failed")
+                && failed.stderr.contains("/nonexistent"),
+            "{failed:?}"
+        );
         // The container still runs execs, and goes with rm -f.
         let out = d.run(&["exec", name, "echo", "alive"]).ok();
         assert_eq!(out.out(), "alive");

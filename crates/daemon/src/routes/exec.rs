@@ -46,8 +46,9 @@ async fn start(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("malformed JSON in request body: {e}")))?
     };
-    let (stream, tty) = engine.start_exec(&id).await?;
-    if v["Detach"].as_bool().unwrap_or(false) {
+    let detach = v["Detach"].as_bool().unwrap_or(false);
+    let (stream, tty) = engine.start_exec(&id, detach).await?;
+    if detach {
         // Nobody reads: keep draining so the process never blocks on output.
         tokio::task::spawn_blocking(move || {
             let mut s = stream;

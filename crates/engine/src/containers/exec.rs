@@ -96,7 +96,9 @@ impl Engine {
     }
 
     /// `POST /exec/{id}/start`: the process's stdio as one stream, and whether it has a TTY.
-    pub async fn start_exec(&self, id: &str) -> Result<(UnixStream, bool), Error> {
+    /// A process that cannot start is reported in the stream when attached;
+    /// when `detach`ed nobody reads it, so it is the request's error then.
+    pub async fn start_exec(&self, id: &str, detach: bool) -> Result<(UnixStream, bool), Error> {
         let exec = self.exec_record(id)?;
         if exec.shim_id.is_some() {
             return Err(Error::conflict(format!(
@@ -129,12 +131,15 @@ impl Engine {
             // as Docker does for every exec that fails to start.
             Err(e) => {
                 self.execs().update(id, |r| r.exit_code = Some(126));
-                let message = Error::from_chain(e.kind(), &e).message;
+                let Error { kind, message } = Error::from_chain(e.kind(), &e);
                 let message = match e {
                     RuntimeError::User(_) => message,
                     _ if message.starts_with("OCI runtime") => message,
                     _ => format!("OCI runtime exec failed: {message}"),
                 };
+                if detach {
+                    return Err(Error::new(kind, message));
+                }
                 return failed_exec_stream(&format!("{message}\n"), exec.process.tty);
             }
         };
