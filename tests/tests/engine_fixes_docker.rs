@@ -805,3 +805,78 @@ fn docker_cp_reaches_anonymous_volumes_of_a_stopped_container() {
     drop(env);
     leaks.assert_clean();
 }
+
+/// A shim killed with SIGKILL records no exit and tears nothing down: the
+/// daemon does it for it, so the container's processes do not live on
+/// unseen, its rootfs is unmounted and `rm` works (it left the container
+/// Dead with EBUSY before).
+#[test]
+fn a_killed_shim_leaves_no_process_or_mount_behind() {
+    require_tools!("docker", "docker-registry", "skopeo", "busybox", "runc");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let d = &env.docker;
+    for runtime in ["servin", "runc"] {
+        let id = d
+            .run(&[
+                "run",
+                "-d",
+                "--runtime",
+                runtime,
+                "--name",
+                "orphan",
+                &image,
+                "sleep",
+                "600",
+            ])
+            .ok()
+            .out()
+            .to_string();
+        let pid = d
+            .run(&["inspect", "-f", "{{.State.Pid}}", "orphan"])
+            .ok()
+            .out()
+            .to_string();
+        let dir = env.daemon.data_root().join("containers").join(&id);
+        let shim = std::fs::read_to_string(dir.join("shim.pid")).unwrap();
+        let killed = std::process::Command::new("kill")
+            .args(["-9", shim.trim()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let state = loop {
+            let s = d
+                .run(&[
+                    "inspect",
+                    "-f",
+                    "{{.State.Status}} {{.State.ExitCode}}",
+                    "orphan",
+                ])
+                .ok();
+            if s.out() != "running 0" || std::time::Instant::now() > deadline {
+                break s.out().to_string();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert_eq!(state, "exited 137", "{runtime}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{runtime}: the container's process {pid} outlived its shim"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(dir.to_str().unwrap()),
+            "{runtime}: the container's rootfs is still mounted"
+        );
+        d.run(&["rm", "orphan"]).ok();
+    }
+    drop(env);
+    leaks.assert_clean();
+}

@@ -155,6 +155,35 @@ pub fn lock_parents(exclusive: bool) -> ParentLock {
     ParentLock { _file: file }
 }
 
+/// Kills every process in the container's cgroups: `cgroup.kill` where the
+/// kernel has it (v2, 5.14+), else SIGKILL to each process listed, until
+/// none is left or a second has passed.
+pub fn kill_all(cgroup_path: &str) {
+    for h in hierarchies() {
+        let dir = join(&h.mount_point, cgroup_path);
+        if !dir.is_dir() || std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+            continue;
+        }
+        for _ in 0..100 {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<i32> = procs
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Removes the container's cgroup in every hierarchy, then the parent
 /// folders named in `cgroup_parent` that are left empty.
 pub fn remove(cgroup_path: &str, cgroup_parent: &str) -> Result<(), std::io::Error> {

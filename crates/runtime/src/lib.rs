@@ -26,6 +26,7 @@ mod users;
 
 pub use client::{read_exit_status, spawn_shim, ShimClient};
 pub use error::RuntimeError;
+pub use shim::clean_up_after_lost_shim;
 pub use spec::{
     ContainerSpec, ExecId, ExecStatus, ExitStatus, MountSpec, NetworkMode, ProcessSpec, Resources,
     RuntimeKind, ShimState, EXIT_FILE, PID_FILE, SHIM_LOG_FILE, SOCKET_FILE, SPEC_FILE,

@@ -277,7 +277,17 @@ impl Engine {
             let status = tokio::task::spawn_blocking(move || -> Option<ExitStatus> {
                 match ShimClient::connect(&d).and_then(|c| c.wait()) {
                     Ok(s) => Some(s),
-                    Err(_) => servin_runtime::read_exit_status(&d),
+                    Err(_) => {
+                        let status = servin_runtime::read_exit_status(&d);
+                        // Killed before it could record an exit: its
+                        // processes, mounts and cgroups are still there.
+                        match servin_runtime::clean_up_after_lost_shim(&d) {
+                            Ok(true) => tracing::warn!(state_dir = %d.display(), "the container's shim died; its processes were killed and its mounts removed"),
+                            Ok(false) => {}
+                            Err(e) => tracing::error!(state_dir = %d.display(), error = %e, "cannot clean up after the container's dead shim"),
+                        }
+                        status
+                    }
                 }
             })
             .await

@@ -104,6 +104,41 @@ pub(crate) struct Shim {
     linger_until: Option<Instant>,
 }
 
+/// After a shim died without writing its exit record (SIGKILL, OOM killer):
+/// ends what it left behind as its own teardown would have, in the
+/// daemon's process: every process still in the container's cgroups is
+/// killed, then the runtime's state, the cgroups and the rootfs mount go.
+/// Does nothing (`Ok(false)`) while the shim lives or once it recorded an
+/// exit (it then tore down itself).
+pub fn clean_up_after_lost_shim(state_dir: &Path) -> Result<bool, RuntimeError> {
+    if state_dir.join(EXIT_FILE).exists() || shim_alive(state_dir) {
+        return Ok(false);
+    }
+    let spec = setup::load_spec(state_dir)?;
+    crate::cgroups::kill_all(&spec.cgroup_path());
+    let overlay = Overlay::in_state_dir(&spec.state_dir, &spec.layers);
+    let mut backend = Backend::new(&spec);
+    setup::teardown(&spec, &overlay, &mut backend);
+    Ok(true)
+}
+
+/// Whether the process in `shim.pid` is still a servin-shim.
+fn shim_alive(state_dir: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(state_dir.join(PID_FILE))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // A zombie (state Z after the command's parenthesis) is gone already.
+    let running = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'));
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    running && String::from_utf8_lossy(&cmdline).contains("servin-shim")
+}
+
 /// `servin-shim run STATE_DIR`; returns the process's exit code.
 pub fn run(state_dir: &Path) -> i32 {
     sys::close_inherited_fds();
