@@ -11,7 +11,10 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{env_with_busybox, free_port, http_get, udp_ask_until_answered, udp_echo_binary, Env};
+use common::{
+    env_with_busybox, free_port, http_get, http_get_at, udp_ask_until_answered, udp_echo_binary,
+    Env,
+};
 use servin_testkit::{require_tools, LeakCheck};
 
 fn is_root() -> bool {
@@ -327,9 +330,21 @@ fn published_ports_answer_on_the_hosts_loopback() {
         ports.stdout
     );
     assert_eq!(http_get(random).as_deref(), Some("hello from web\n"));
+    // A port on every address answers on IPv6 too, as Docker's does
+    // (nothing listens on [::] for one bound to 127.0.0.1).
+    assert!(
+        ports.stdout.contains(&format!("80/tcp -> [::]:{p_any}")),
+        "{}",
+        ports.stdout
+    );
+    let v6 = std::net::Ipv6Addr::LOCALHOST.into();
+    assert_eq!(http_get_at(v6, p_any).as_deref(), Some("hello from web\n"));
+    assert_eq!(http_get_at(v6, p_loop), None);
     let ps = env.docker.run(&["ps", "--format", "{{.Ports}}"]).ok();
     assert!(
-        ps.stdout.contains(&format!("0.0.0.0:{p_any}->80/tcp")),
+        ps.stdout.contains(&format!("0.0.0.0:{p_any}->80/tcp"))
+            && ps.stdout.contains(&format!("[::]:{p_any}->80/tcp"))
+            && !ps.stdout.contains(&format!("[::]:{p_loop}")),
         "{}",
         ps.stdout
     );
@@ -794,7 +809,12 @@ fn a_daemon_crash_keeps_running_containers_networks() {
     assert_eq!(ip_of(&env, "web"), web_ip);
     assert_eq!(http_get(port).as_deref(), Some("hello from web\n"));
     let ports = env.docker.run(&["port", "web", "80"]).ok();
-    assert_eq!(ports.out(), format!("0.0.0.0:{port}"));
+    assert_eq!(ports.out(), format!("0.0.0.0:{port}\n[::]:{port}"));
+    // The IPv6 side is served again by the new daemon.
+    assert_eq!(
+        http_get_at(std::net::Ipv6Addr::LOCALHOST.into(), port).as_deref(),
+        Some("hello from web\n")
+    );
     let st = env
         .docker
         .run(&["inspect", "-f", "{{.State.Status}}", "short"])

@@ -265,7 +265,7 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
     // A published port answers on the host's loopback as natively, shows in
     // `docker port`, and closes when the container stops.
     let port = free_port();
-    let publish = format!("127.0.0.1:{port}:80");
+    let publish = format!("{port}:80");
     let web = docker
         .run(&[
             "run", "-d", "--name", "web", "-p", &publish, "busybox", "busybox", "httpd", "-f",
@@ -275,15 +275,20 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
     let id = web.out().to_string();
     assert_eq!(
         docker.run(&["port", "web", "80"]).ok().out(),
-        format!("127.0.0.1:{port}")
+        format!("0.0.0.0:{port}\n[::]:{port}")
     );
     let hostname = http_get_until_answered(port, "/hostname");
     assert_eq!(hostname.trim(), &id[..12], "the container's /etc/hostname");
+    let v6 = std::net::Ipv6Addr::LOCALHOST.into();
+    let hostname = http_get_until_answered_at(v6, port, "/hostname");
+    assert_eq!(hostname.trim(), &id[..12], "over IPv6");
     docker.run(&["stop", "-t", "1", "web"]).ok();
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "host port {port} still open after the container stopped"
-    );
+    for ip in [std::net::Ipv4Addr::LOCALHOST.into(), v6] {
+        assert!(
+            std::net::TcpStream::connect((ip, port)).is_err(),
+            "host port {ip} {port} still open after the container stopped"
+        );
+    }
     docker.run(&["rm", "web"]).ok();
 
     // A host port a host process holds: the start fails saying so, and
@@ -385,11 +390,15 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
 /// The body of `GET path` from 127.0.0.1:port, retried while the server in
 /// the container is not up yet (a hang guard, not a speed check).
 fn http_get_until_answered(port: u16, path: &str) -> String {
+    http_get_until_answered_at(std::net::Ipv4Addr::LOCALHOST.into(), port, path)
+}
+
+fn http_get_until_answered_at(ip: std::net::IpAddr, port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let deadline = Instant::now() + VM_COMMAND_LIMIT;
     let mut last = String::new();
     while Instant::now() < deadline {
-        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+        let got = std::net::TcpStream::connect((ip, port)).and_then(|mut s| {
             s.set_read_timeout(Some(Duration::from_secs(60)))?;
             write!(s, "GET {path} HTTP/1.0\r\n\r\n")?;
             let mut answer = String::new();

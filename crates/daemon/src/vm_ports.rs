@@ -185,14 +185,16 @@ impl Ports {
                     .await
                     .map(|s| tokio::spawn(serve_udp(self.manager.clone(), s, b.target)))
             } else {
-                TcpListener::bind(b.host)
-                    .await
-                    .map(|l| tokio::spawn(serve(self.manager.clone(), l, b.target)))
+                listen_tcp(b.host).map(|l| tokio::spawn(serve(self.manager.clone(), l, b.target)))
             };
             match task {
                 Ok(t) => {
                     tracing::info!(host = %b.host, target = %b.target, udp = b.udp, "publishing a port of the VM");
                     tasks.push(t);
+                }
+                // A host without IPv6 serves the port on IPv4 only.
+                Err(e) if b.host.is_ipv6() && e.kind() != std::io::ErrorKind::AddrInUse => {
+                    tracing::info!(host = %b.host, error = %e, "no IPv6 side for a port of the VM");
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -216,10 +218,25 @@ impl Ports {
     }
 }
 
+/// A TCP listener on `addr`; on an IPv6 address IPv6 only, beside the
+/// IPv4 listener of the same port.
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// The bindings of an inspected container: protocol, host address and
 /// port, and the container's address in the guest with the container
-/// port. IPv6 host addresses are left out (the IPv4 wildcard listener
-/// serves the host); SCTP is not relayed.
+/// port. Of IPv6 host addresses only `::` (TCP) is relayed, as the engine
+/// makes no other; SCTP is not relayed.
 fn bindings(c: &Value) -> Vec<Binding> {
     if c["State"]["Running"] != Value::Bool(true) {
         return Vec::new();
@@ -255,6 +272,8 @@ fn bindings(c: &Value) -> Vec<Binding> {
                 "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 s => match s.parse::<IpAddr>() {
                     Ok(IpAddr::V4(a)) => IpAddr::V4(a),
+                    // The engine's IPv6 side of a port on every address.
+                    Ok(IpAddr::V6(a)) if a.is_unspecified() && !udp => IpAddr::V6(a),
                     _ => continue,
                 },
             };
@@ -447,6 +466,7 @@ mod tests {
                     "127.0.0.1:8443".to_string(),
                     "172.18.0.5:443".to_string()
                 ),
+                (false, "[::]:8080".to_string(), "172.18.0.5:80".to_string()),
                 (
                     true,
                     "0.0.0.0:5353".to_string(),

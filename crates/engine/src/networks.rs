@@ -646,6 +646,9 @@ impl Engine {
             for p in &e.ports {
                 bound.push(format!("{}/{}", p.container_port, p.proto.as_str()));
                 rows.push(json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto.as_str()}));
+                if p.v6 {
+                    rows.push(json!({"IP": "::", "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto.as_str()}));
+                }
             }
         }
         for key in exposed(rec) {

@@ -41,13 +41,22 @@ pub fn port_map(endpoints: &[Endpoint], exposed: &[String]) -> PortMap {
     for e in endpoints {
         for p in &e.ports {
             let key = format!("{}/{}", p.container_port, p.proto.as_str());
-            map.entry(key)
+            map.entry(key.clone())
                 .or_insert(None)
                 .get_or_insert_with(Vec::new)
                 .push(PortBinding {
                     host_ip: Some(p.host_ip.to_string()),
                     host_port: Some(p.host_port.to_string()),
                 });
+            if p.v6 {
+                map.entry(key)
+                    .or_insert(None)
+                    .get_or_insert_with(Vec::new)
+                    .push(PortBinding {
+                        host_ip: Some("::".into()),
+                        host_port: Some(p.host_port.to_string()),
+                    });
+            }
         }
     }
     map
@@ -79,6 +88,7 @@ mod tests {
                 container_port: 80,
                 host_ip: Ipv4Addr::UNSPECIFIED,
                 host_port: 8080,
+                v6: false,
             }],
             netns: "/proc/1/ns/net".into(),
             dns_port: 0,
@@ -92,6 +102,17 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "443/tcp": null})
+        );
+        // Served on IPv6 too: Docker's second binding.
+        let mut dual = e.clone();
+        dual.ports[0].v6 = true;
+        let json = serde_json::to_value(port_map(&[dual], &[])).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"80/tcp": [
+                {"HostIp": "0.0.0.0", "HostPort": "8080"},
+                {"HostIp": "::", "HostPort": "8080"}
+            ]})
         );
         let s = endpoint_settings(&e);
         assert_eq!(s.ip_address.as_deref(), Some("172.17.0.2"));

@@ -58,7 +58,7 @@ impl Networks {
             }
         })?;
         let ns = netns::open(&req.netns)?;
-        let (published, held) = ports::publish(
+        let (published, mut held) = ports::publish(
             &req.ports,
             &inner.state.endpoints,
             self.cfg.port_range,
@@ -154,6 +154,9 @@ impl Networks {
                 let _ = firewall::remove(&self.cfg.table, Some(&req.netns)).await;
             }
             return Err(e);
+        }
+        for r in &mut held {
+            r.serve(ip);
         }
         inner.held.insert(ep.id.clone(), held);
         tracing::info!(container_id = %ep.container_id, network = %net.name, %ip, "endpoint attached");
@@ -263,7 +266,8 @@ impl Networks {
         for (i, e) in eps.iter().enumerate() {
             let path = live[&e.container_id].clone();
             if !inner.held.contains_key(&e.id) {
-                let (held, lost) = ports::reserve_again(&e.ports, self.cfg.published_elsewhere);
+                let (held, lost) =
+                    ports::reserve_again(&e.ports, e.ip, self.cfg.published_elsewhere);
                 for p in lost {
                     tracing::warn!(container_id = %e.container_id, port = p.host_port, "host port taken by another program while the daemon was down");
                 }

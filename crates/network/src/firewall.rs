@@ -379,6 +379,7 @@ mod tests {
                 container_port: 53,
                 host_ip: Ipv4Addr::LOCALHOST,
                 host_port: 5353,
+                v6: false,
             }],
         }];
         let json = serde_json::to_string(&host_rules("t", &nets, &eps)).unwrap();

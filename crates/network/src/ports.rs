@@ -120,10 +120,110 @@ fn clash(a: &PublishedPort, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
         && (a.host_ip == ip || a.host_ip.is_unspecified() || ip.is_unspecified())
 }
 
-/// A host port held by the daemon for a published port.
+/// A host port held by the daemon for a published port, and for one
+/// published on every address its IPv6 side.
 #[derive(Debug)]
 pub struct Reservation {
     _fd: OwnedFd,
+    v6: Option<V6Proxy>,
+}
+
+impl Reservation {
+    /// Starts relaying the IPv6 side (if any) to the container at `ip`.
+    pub fn serve(&mut self, ip: Ipv4Addr) {
+        if let Some(v6) = &mut self.v6 {
+            v6.serve(ip);
+        }
+    }
+}
+
+/// `[::]:PORT` (IPv6 only) relayed to the container's IPv4 address and
+/// port, one task per connection: nftables' DNAT cannot turn IPv6 into
+/// IPv4, so this is the one place a userland proxy serves, as Docker's
+/// docker-proxy does for `[::]`. TCP only. Dropping it closes the
+/// listener and every relayed connection.
+#[derive(Debug)]
+struct V6Proxy {
+    listener: Option<std::net::TcpListener>,
+    container_port: u16,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl V6Proxy {
+    fn bind(port: u16, container_port: u16) -> std::io::Result<V6Proxy> {
+        let fd = socket(
+            AddressFamily::Inet6,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &nix::sys::socket::SockaddrIn6::from(std::net::SocketAddrV6::new(
+                std::net::Ipv6Addr::UNSPECIFIED,
+                port,
+                0,
+                0,
+            )),
+        )?;
+        nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(128)?)?;
+        let listener = std::net::TcpListener::from(fd);
+        listener.set_nonblocking(true)?;
+        Ok(V6Proxy {
+            listener: Some(listener),
+            container_port,
+            task: None,
+        })
+    }
+
+    fn serve(&mut self, ip: Ipv4Addr) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        let target = std::net::SocketAddr::from((ip, self.container_port));
+        let task = tokio::spawn(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            // Owned here: aborting this task drops every connection's task.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((mut client, _)) => {
+                            conns.spawn(async move {
+                                if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                                }
+                            });
+                        }
+                        // Out of descriptors, say: try again shortly.
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    },
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        self.task = Some(task.abort_handle());
+    }
+}
+
+impl Drop for V6Proxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The IPv6 side of a TCP port published on every address, when this host
+/// has IPv6 and `[::]:PORT` is free; `None` otherwise (IPv4 only then).
+fn reserve_v6(proto: Proto, ip: Ipv4Addr, port: u16, container_port: u16) -> Option<V6Proxy> {
+    (proto == Proto::Tcp && ip.is_unspecified())
+        .then(|| V6Proxy::bind(port, container_port).ok())
+        .flatten()
 }
 
 /// Binds `ip:port` for `proto` without listening; fails when the port is
@@ -141,7 +241,7 @@ pub fn reserve(proto: Proto, ip: Ipv4Addr, port: u16) -> std::io::Result<Reserva
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(SocketAddrV4::new(ip, port)),
     )?;
-    Ok(Reservation { _fd: fd })
+    Ok(Reservation { _fd: fd, v6: None })
 }
 
 /// [`reserve`], except that with `elsewhere` (the host addresses are
@@ -225,11 +325,24 @@ pub fn publish(
                     .ok_or(Error::NoFreePort(lo, hi))?
             }
         };
+        // With `elsewhere` the host's side is another machine's to serve
+        // (VM mode: the host daemon listens on `[::]` too).
+        let (v6, has_v6) = if elsewhere {
+            (None, r.proto == Proto::Tcp && ip.is_unspecified())
+        } else {
+            let v6 = reserve_v6(r.proto, ip, port, r.container_port);
+            let has = v6.is_some();
+            (v6, has)
+        };
+        if let Some(held) = held.last_mut() {
+            held.v6 = v6;
+        }
         published.push(PublishedPort {
             proto: r.proto,
             container_port: r.container_port,
             host_ip: ip,
             host_port: port,
+            v6: has_v6,
         });
     }
     Ok((published, held))
@@ -258,13 +371,20 @@ fn first_free(
 /// a port that something else took meanwhile is reported, not fatal.
 pub fn reserve_again(
     ports: &[PublishedPort],
+    ip: Ipv4Addr,
     elsewhere: bool,
 ) -> (Vec<Reservation>, Vec<PublishedPort>) {
     let mut held = Vec::new();
     let mut lost = Vec::new();
     for p in ports {
         match reserve_for(p.proto, p.host_ip, p.host_port, elsewhere) {
-            Ok(r) => held.push(r),
+            Ok(mut r) => {
+                if p.v6 && !elsewhere {
+                    r.v6 = reserve_v6(p.proto, p.host_ip, p.host_port, p.container_port);
+                }
+                r.serve(ip);
+                held.push(r)
+            }
             Err(_) => lost.push(*p),
         }
     }
@@ -377,6 +497,7 @@ mod tests {
             container_port: 80,
             host_ip: Ipv4Addr::UNSPECIFIED,
             host_port: 8080,
+            v6: false,
         };
         assert!(clash(&a, Proto::Tcp, Ipv4Addr::LOCALHOST, 8080));
         assert!(!clash(&a, Proto::Udp, Ipv4Addr::LOCALHOST, 8080));

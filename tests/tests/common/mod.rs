@@ -105,8 +105,13 @@ pub fn free_port() -> u16 {
 
 /// `GET /` on 127.0.0.1:port: the body, or None when nothing answers.
 pub fn http_get(port: u16) -> Option<String> {
+    http_get_at(std::net::Ipv4Addr::LOCALHOST.into(), port)
+}
+
+/// [`http_get`] to `ip` (`::1`, say) instead of 127.0.0.1.
+pub fn http_get_at(ip: std::net::IpAddr, port: u16) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect((ip, port)).ok()?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .ok()?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
