@@ -12,8 +12,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::{
-    env_with_busybox, free_port, http_get, http_get_at, udp_ask_until_answered, udp_echo_binary,
-    Env,
+    env_with_busybox, free_port, http_get, http_get_at, udp_ask_until_answered,
+    udp_ask_until_answered_at, udp_echo_binary, Env,
 };
 use servin_testkit::{require_tools, LeakCheck};
 
@@ -371,7 +371,17 @@ fn published_ports_answer_on_the_hosts_loopback() {
     let answer = udp_ask_until_answered(p_udp, b"over-udp", Duration::from_secs(60));
     assert_eq!(answer, "echo:over-udp");
     let ports = env.docker.run(&["port", "udp"]).ok();
-    assert_eq!(ports.out(), format!("53/udp -> 0.0.0.0:{p_udp}"));
+    assert_eq!(
+        ports.out(),
+        format!("53/udp -> 0.0.0.0:{p_udp}\n53/udp -> [::]:{p_udp}")
+    );
+    let answer = udp_ask_until_answered_at(
+        std::net::Ipv6Addr::LOCALHOST.into(),
+        p_udp,
+        b"over-udp6",
+        Duration::from_secs(60),
+    );
+    assert_eq!(answer, "echo:over-udp6");
 
     // -P with an exposed port: a random host port.
     env.docker

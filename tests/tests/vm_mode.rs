@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, free_udp_port, udp_ask_until_answered, udp_echo_binary};
+use common::{
+    free_port, free_udp_port, udp_ask_until_answered, udp_ask_until_answered_at, udp_echo_binary,
+};
 use servin_testkit::{Cli, Daemon, DaemonOpts, Fixture, LeakCheck};
 
 /// The guest image the daemon will use: `$SERVIN_GUEST_DIR`, else the
@@ -325,7 +327,7 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
     let echo = udp_echo_binary(echo_dir.path());
     let udp_port = free_udp_port();
     let mount = format!("{}:/opt/echo:ro", echo_dir.path().display());
-    let publish = format!("127.0.0.1:{udp_port}:53/udp");
+    let publish = format!("{udp_port}:53/udp");
     docker
         .run(&[
             "run",
@@ -342,6 +344,9 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
         .ok();
     let answer = udp_ask_until_answered(udp_port, b"over-udp", VM_COMMAND_LIMIT);
     assert_eq!(answer, "echo:over-udp");
+    let v6 = std::net::Ipv6Addr::LOCALHOST.into();
+    let answer = udp_ask_until_answered_at(v6, udp_port, b"over-udp6", VM_COMMAND_LIMIT);
+    assert_eq!(answer, "echo:over-udp6");
     docker.run(&["rm", "-f", "udp"]).ok();
 
     // A bind mount of a host folder under /tmp (shared by default), both ways.

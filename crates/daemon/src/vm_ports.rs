@@ -181,9 +181,7 @@ impl Ports {
         let mut failed = Vec::new();
         for b in &wanted {
             let task = if b.udp {
-                UdpSocket::bind(b.host)
-                    .await
-                    .map(|s| tokio::spawn(serve_udp(self.manager.clone(), s, b.target)))
+                bind_udp(b.host).map(|s| tokio::spawn(serve_udp(self.manager.clone(), s, b.target)))
             } else {
                 listen_tcp(b.host).map(|l| tokio::spawn(serve(self.manager.clone(), l, b.target)))
             };
@@ -218,25 +216,35 @@ impl Ports {
     }
 }
 
-/// A TCP listener on `addr`; on an IPv6 address IPv6 only, beside the
-/// IPv4 listener of the same port.
-fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+/// A socket of `ty` bound to `addr`; on an IPv6 address IPv6 only, beside
+/// the IPv4 socket of the same port.
+fn bound(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.set_reuse_address(true)?;
+    if ty == socket2::Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = bound(addr, socket2::Type::STREAM)?;
     socket.listen(1024)?;
     TcpListener::from_std(socket.into())
 }
 
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    UdpSocket::from_std(bound(addr, socket2::Type::DGRAM)?.into())
+}
+
 /// The bindings of an inspected container: protocol, host address and
 /// port, and the container's address in the guest with the container
-/// port. Of IPv6 host addresses only `::` (TCP) is relayed, as the engine
-/// makes no other; SCTP is not relayed.
+/// port. Of IPv6 host addresses only `::` is relayed, as the engine makes
+/// no other; SCTP is not relayed.
 fn bindings(c: &Value) -> Vec<Binding> {
     if c["State"]["Running"] != Value::Bool(true) {
         return Vec::new();
@@ -273,7 +281,7 @@ fn bindings(c: &Value) -> Vec<Binding> {
                 s => match s.parse::<IpAddr>() {
                     Ok(IpAddr::V4(a)) => IpAddr::V4(a),
                     // The engine's IPv6 side of a port on every address.
-                    Ok(IpAddr::V6(a)) if a.is_unspecified() && !udp => IpAddr::V6(a),
+                    Ok(IpAddr::V6(a)) if a.is_unspecified() => IpAddr::V6(a),
                     _ => continue,
                 },
             };
@@ -443,7 +451,10 @@ mod tests {
                         {"HostIp": "0.0.0.0", "HostPort": "8080"},
                         {"HostIp": "::", "HostPort": "8080"}
                     ],
-                    "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}],
+                    "53/udp": [
+                        {"HostIp": "0.0.0.0", "HostPort": "5353"},
+                        {"HostIp": "::", "HostPort": "5353"}
+                    ],
                     "443/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8443"}],
                     "9000/tcp": null
                 }
@@ -472,6 +483,7 @@ mod tests {
                     "0.0.0.0:5353".to_string(),
                     "172.18.0.5:53".to_string()
                 ),
+                (true, "[::]:5353".to_string(), "172.18.0.5:53".to_string()),
             ]
         );
         let mut stopped = c.clone();

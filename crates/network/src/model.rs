@@ -110,7 +110,8 @@ pub struct PublishedPort {
     pub host_ip: Ipv4Addr,
     pub host_port: u16,
     /// A port published on every address is also served on `[::]` (by a
-    /// userland proxy: the container has IPv4 only), as Docker does.
+    /// userland proxy, `proxy.rs`: the container has IPv4 only), as Docker
+    /// does.
     #[serde(default)]
     pub v6: bool,
 }

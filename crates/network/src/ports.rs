@@ -15,6 +15,7 @@ use nix::sys::socket::{
 
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, PortRequest, Proto, PublishedPort};
+use crate::proxy::V6Proxy;
 
 /// Docker's default range for random host ports (Linux's ephemeral range).
 pub const EPHEMERAL: (u16, u16) = (32768, 60999);
@@ -137,92 +138,11 @@ impl Reservation {
     }
 }
 
-/// `[::]:PORT` (IPv6 only) relayed to the container's IPv4 address and
-/// port, one task per connection: nftables' DNAT cannot turn IPv6 into
-/// IPv4, so this is the one place a userland proxy serves, as Docker's
-/// docker-proxy does for `[::]`. TCP only. Dropping it closes the
-/// listener and every relayed connection.
-#[derive(Debug)]
-struct V6Proxy {
-    listener: Option<std::net::TcpListener>,
-    container_port: u16,
-    task: Option<tokio::task::AbortHandle>,
-}
-
-impl V6Proxy {
-    fn bind(port: u16, container_port: u16) -> std::io::Result<V6Proxy> {
-        let fd = socket(
-            AddressFamily::Inet6,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
-        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-        bind(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            &nix::sys::socket::SockaddrIn6::from(std::net::SocketAddrV6::new(
-                std::net::Ipv6Addr::UNSPECIFIED,
-                port,
-                0,
-                0,
-            )),
-        )?;
-        nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(128)?)?;
-        let listener = std::net::TcpListener::from(fd);
-        listener.set_nonblocking(true)?;
-        Ok(V6Proxy {
-            listener: Some(listener),
-            container_port,
-            task: None,
-        })
-    }
-
-    fn serve(&mut self, ip: Ipv4Addr) {
-        let Some(listener) = self.listener.take() else {
-            return;
-        };
-        let target = std::net::SocketAddr::from((ip, self.container_port));
-        let task = tokio::spawn(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                return;
-            };
-            // Owned here: aborting this task drops every connection's task.
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((mut client, _)) => {
-                            conns.spawn(async move {
-                                if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
-                                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                                }
-                            });
-                        }
-                        // Out of descriptors, say: try again shortly.
-                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-                    },
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
-        self.task = Some(task.abort_handle());
-    }
-}
-
-impl Drop for V6Proxy {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// The IPv6 side of a TCP port published on every address, when this host
+/// The IPv6 side of a port published on every address, when this host
 /// has IPv6 and `[::]:PORT` is free; `None` otherwise (IPv4 only then).
 fn reserve_v6(proto: Proto, ip: Ipv4Addr, port: u16, container_port: u16) -> Option<V6Proxy> {
-    (proto == Proto::Tcp && ip.is_unspecified())
-        .then(|| V6Proxy::bind(port, container_port).ok())
+    ip.is_unspecified()
+        .then(|| V6Proxy::bind(proto, port, container_port).ok())
         .flatten()
 }
 
@@ -328,7 +248,7 @@ pub fn publish(
         // With `elsewhere` the host's side is another machine's to serve
         // (VM mode: the host daemon listens on `[::]` too).
         let (v6, has_v6) = if elsewhere {
-            (None, r.proto == Proto::Tcp && ip.is_unspecified())
+            (None, ip.is_unspecified())
         } else {
             let v6 = reserve_v6(r.proto, ip, port, r.container_port);
             let has = v6.is_some();

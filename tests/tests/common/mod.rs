@@ -168,16 +168,30 @@ pub fn free_udp_port() -> u16 {
 /// Sends `msg` to 127.0.0.1:port until a datagram comes back, for at most
 /// `limit` (a hang guard, not a speed check).
 pub fn udp_ask_until_answered(port: u16, msg: &[u8], limit: std::time::Duration) -> String {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_ask_until_answered_at(std::net::Ipv4Addr::LOCALHOST.into(), port, msg, limit)
+}
+
+/// [`udp_ask_until_answered`] to `ip` (`::1`, say).
+pub fn udp_ask_until_answered_at(
+    ip: std::net::IpAddr,
+    port: u16,
+    msg: &[u8],
+    limit: std::time::Duration,
+) -> String {
+    let local: std::net::SocketAddr = match ip {
+        std::net::IpAddr::V4(_) => (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+        std::net::IpAddr::V6(_) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+    };
+    let s = std::net::UdpSocket::bind(local).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
         .unwrap();
     let deadline = std::time::Instant::now() + limit;
     let mut buf = [0u8; 1500];
     while std::time::Instant::now() < deadline {
-        s.send_to(msg, ("127.0.0.1", port)).unwrap();
+        s.send_to(msg, (ip, port)).unwrap();
         if let Ok((n, _)) = s.recv_from(&mut buf) {
             return String::from_utf8_lossy(&buf[..n]).into_owned();
         }
     }
-    panic!("nothing came back from 127.0.0.1:{port}/udp");
+    panic!("nothing came back from {ip} port {port}/udp");
 }
