@@ -3,11 +3,13 @@
 //! `bollard-stubs`, which mirrors Docker's swagger).
 
 mod digest;
+mod duration;
 mod error;
 mod reference;
 
 pub use bollard_stubs::models;
 pub use digest::{Digest, DigestError};
+pub use duration::parse_go_duration;
 pub use error::{Error, ErrorKind};
 pub use reference::{ImageRef, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
 

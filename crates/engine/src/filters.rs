@@ -121,43 +121,11 @@ fn parse_time(
         .map(|t| t.and_utc())
 }
 
-/// Go's `time.ParseDuration` grammar: a sequence of decimal numbers, each
-/// with a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), optionally signed.
+/// Go's `time.ParseDuration`, as a time span.
 fn go_duration(s: &str) -> Option<chrono::TimeDelta> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(chrono::TimeDelta::zero());
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut nanos: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        nanos += number * scale;
-    }
-    let d = chrono::TimeDelta::nanoseconds(nanos as i64);
-    Some(if neg { -d } else { d })
+    servin_api::parse_go_duration(s)
+        .ok()
+        .map(chrono::TimeDelta::nanoseconds)
 }
 
 #[cfg(test)]
