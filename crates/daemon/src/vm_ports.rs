@@ -326,25 +326,11 @@ async fn serve(manager: Arc<VmManager>, listener: TcpListener, target: SocketAdd
 /// (one flow per client address, ended after [`UDP_IDLE`]).
 async fn serve_udp(manager: Arc<VmManager>, socket: UdpSocket, target: SocketAddr) {
     let socket = Arc::new(socket);
-    // Dropped with this task: the flows end with it.
-    let mut flows_tasks = tokio::task::JoinSet::new();
-    let mut flows: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        flows.retain(|_, tx| !tx.is_closed());
-        while flows_tasks.try_join_next().is_some() {}
-        let tx = flows.entry(from).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(256);
-            flows_tasks.spawn(udp_flow(manager.clone(), socket.clone(), from, target, rx));
-            tx
-        });
-        // A full queue drops the datagram, as a full socket buffer would.
-        let _ = tx.try_send(buf[..n].to_vec());
-    }
+    let down = socket.clone();
+    servin_network::proxy::serve_udp_flows(socket, move |client, rx| {
+        udp_flow(manager.clone(), down.clone(), client, target, rx)
+    })
+    .await;
 }
 
 async fn udp_flow(

@@ -35,7 +35,7 @@ pub mod model;
 pub mod netns;
 mod networks;
 pub mod ports;
-mod proxy;
+pub mod proxy;
 pub mod store;
 
 pub use error::{Error, Result};

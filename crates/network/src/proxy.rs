@@ -7,15 +7,15 @@
 //! after [`UDP_IDLE`] without a datagram either way. Dropping the proxy
 //! closes its socket and every connection and flow.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::model::Proto;
@@ -109,66 +109,79 @@ async fn relay_tcp(listener: std::net::TcpListener, target: SocketAddr) {
     }
 }
 
-/// One client's flow: its socket to the container and when it last carried
-/// a datagram (milliseconds since the relay started).
-struct Flow {
-    upstream: Arc<UdpSocket>,
-    last: Arc<AtomicU64>,
-    replies: AbortHandle,
-}
-
 async fn relay_udp(socket: std::net::UdpSocket, target: SocketAddr) {
     let Ok(socket) = UdpSocket::from_std(socket) else {
         return;
     };
     let socket = Arc::new(socket);
-    let start = Instant::now();
-    let now_ms = move || start.elapsed().as_millis() as u64;
-    // Owned here: aborting this task drops every flow's reply task.
-    let mut replies = JoinSet::new();
-    let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
-    let mut sweep = tokio::time::interval(UDP_IDLE / 4);
+    let down = socket.clone();
+    serve_udp_flows(socket, move |client, rx| {
+        udp_flow(down.clone(), client, target, rx)
+    })
+    .await;
+}
+
+/// Serves a UDP socket as flows, one per client address: `flow` starts a
+/// client's flow at its first datagram, and every datagram from that
+/// client is queued to it until the flow ends (it drops its receiver). A
+/// full queue drops the datagram, as a full socket buffer would. Runs
+/// until dropped; dropping it ends every flow. The VM's port relay
+/// (servind's `vm_ports`) serves its UDP ports with it too.
+pub async fn serve_udp_flows<F, Fut>(socket: Arc<UdpSocket>, mut flow: F)
+where
+    F: FnMut(SocketAddr, mpsc::Receiver<Vec<u8>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    // Owned here: dropping this future ends every flow's task.
+    let mut tasks = JoinSet::new();
+    let mut flows: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        flows.retain(|_, tx| !tx.is_closed());
+        while tasks.try_join_next().is_some() {}
+        let tx = flows.entry(from).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(256);
+            tasks.spawn(flow(from, rx));
+            tx
+        });
+        let _ = tx.try_send(buf[..n].to_vec());
+    }
+}
+
+/// One client's flow to the container, from a socket of its own; it ends
+/// after [`UDP_IDLE`] without a datagram either way.
+async fn udp_flow(
+    down: Arc<UdpSocket>,
+    client: SocketAddr,
+    target: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let Ok(up) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await else {
+        return;
+    };
+    if up.connect(target).await.is_err() {
+        return;
+    }
     let mut buf = vec![0u8; 65536];
     loop {
         tokio::select! {
-            got = socket.recv_from(&mut buf) => {
-                let Ok((n, client)) = got else { continue };
-                let flow = match flows.entry(client) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => {
-                        let Ok(upstream) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await else {
-                            continue;
-                        };
-                        if upstream.connect(target).await.is_err() {
-                            continue;
-                        }
-                        let upstream = Arc::new(upstream);
-                        let last = Arc::new(AtomicU64::new(now_ms()));
-                        let (up, down, seen) = (upstream.clone(), socket.clone(), last.clone());
-                        let handle = replies.spawn(async move {
-                            let mut buf = vec![0u8; 65536];
-                            while let Ok(n) = up.recv(&mut buf).await {
-                                seen.store(now_ms(), Ordering::Relaxed);
-                                let _ = down.send_to(&buf[..n], client).await;
-                            }
-                        });
-                        e.insert(Flow { upstream, last, replies: handle })
-                    }
-                };
-                flow.last.store(now_ms(), Ordering::Relaxed);
-                let _ = flow.upstream.send(&buf[..n]).await;
-            }
-            _ = sweep.tick() => {
-                let idle = UDP_IDLE.as_millis() as u64;
-                flows.retain(|_, f| {
-                    let live = now_ms().saturating_sub(f.last.load(Ordering::Relaxed)) < idle;
-                    if !live {
-                        f.replies.abort();
-                    }
-                    live
-                });
-            }
-            Some(_) = replies.join_next(), if !replies.is_empty() => {}
+            got = rx.recv() => match got {
+                Some(d) => {
+                    let _ = up.send(&d).await;
+                }
+                None => return,
+            },
+            got = up.recv(&mut buf) => match got {
+                Ok(n) => {
+                    let _ = down.send_to(&buf[..n], client).await;
+                }
+                Err(_) => return,
+            },
+            () = tokio::time::sleep(UDP_IDLE) => return,
         }
     }
 }
