@@ -12,8 +12,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::{
-    env_with_busybox, free_port, http_get, http_get_at, udp_ask_until_answered,
-    udp_ask_until_answered_at, udp_echo_binary, Env,
+    env_with_busybox, free_port, http_get, http_get_at, run_udp_echo, udp_ask_until_answered,
+    udp_ask_until_answered_at, Env,
 };
 use servin_testkit::{require_tools, LeakCheck};
 
@@ -352,22 +352,8 @@ fn published_ports_answer_on_the_hosts_loopback() {
     // UDP: busybox has no UDP server, so a static echo server built here
     // for musl runs from a mounted folder.
     let echo_dir = tempfile::tempdir().unwrap();
-    udp_echo_binary(echo_dir.path());
-    let mount = format!("{}:/opt/echo:ro", echo_dir.path().display());
-    env.docker
-        .run(&[
-            "run",
-            "-d",
-            "--name",
-            "udp",
-            "-p",
-            &format!("{p_udp}:53/udp"),
-            "-v",
-            &mount,
-            &image,
-            "/opt/echo/udp-echo",
-        ])
-        .ok();
+    let publish = format!("{p_udp}:53/udp");
+    run_udp_echo(&env.docker, echo_dir.path(), "udp", &image, &publish);
     let answer = udp_ask_until_answered(p_udp, b"over-udp", Duration::from_secs(60));
     assert_eq!(answer, "echo:over-udp");
     let ports = env.docker.run(&["port", "udp"]).ok();

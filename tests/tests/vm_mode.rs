@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    free_port, free_udp_port, udp_ask_until_answered, udp_ask_until_answered_at, udp_echo_binary,
+    free_port, free_udp_port, run_udp_echo, udp_ask_until_answered, udp_ask_until_answered_at,
 };
 use servin_testkit::{Cli, Daemon, DaemonOpts, Fixture, LeakCheck};
 
@@ -324,24 +324,9 @@ fn containers_run_in_the_vm_through_the_stock_docker_cli() {
         .prefix("servin-vmudp-")
         .tempdir_in("/tmp")
         .unwrap();
-    let echo = udp_echo_binary(echo_dir.path());
     let udp_port = free_udp_port();
-    let mount = format!("{}:/opt/echo:ro", echo_dir.path().display());
     let publish = format!("{udp_port}:53/udp");
-    docker
-        .run(&[
-            "run",
-            "-d",
-            "--name",
-            "udp",
-            "-p",
-            &publish,
-            "-v",
-            &mount,
-            "busybox",
-            &format!("/opt/echo/{}", echo.file_name().unwrap().to_str().unwrap()),
-        ])
-        .ok();
+    run_udp_echo(&docker, echo_dir.path(), "udp", "busybox", &publish);
     let answer = udp_ask_until_answered(udp_port, b"over-udp", VM_COMMAND_LIMIT);
     assert_eq!(answer, "echo:over-udp");
     let v6 = std::net::Ipv6Addr::LOCALHOST.into();

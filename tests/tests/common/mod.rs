@@ -160,6 +160,20 @@ pub fn udp_echo_binary(dir: &Path) -> PathBuf {
     bin
 }
 
+/// Runs the UDP echo server ([`udp_echo_binary`], built into `dir` and
+/// mounted from there read-only) as container `name` of `image`,
+/// detached, publishing `publish` (`PORT:53/udp` and the like).
+pub fn run_udp_echo(docker: &Cli, dir: &Path, name: &str, image: &str, publish: &str) {
+    let echo = udp_echo_binary(dir);
+    let mount = format!("{}:/opt/echo:ro", dir.display());
+    let exe = format!("/opt/echo/{}", echo.file_name().unwrap().to_str().unwrap());
+    docker
+        .run(&[
+            "run", "-d", "--name", name, "-p", publish, "-v", &mount, image, &exe,
+        ])
+        .ok();
+}
+
 pub fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.local_addr().unwrap().port()
