@@ -8,10 +8,10 @@ mod common;
 use common::{env_with_busybox, Env};
 use servin_testkit::{require_tools, Cli, Daemon, DaemonOpts, Fixture, LeakCheck, Registry};
 
-/// Names of all containers, sorted.
-fn names(docker: &Cli) -> Vec<String> {
+/// The lines `docker ARGS` prints, sorted.
+fn sorted_lines(docker: &Cli, args: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = docker
-        .run(&["ps", "-a", "--format", "{{.Names}}"])
+        .run(args)
         .ok()
         .stdout
         .lines()
@@ -19,6 +19,11 @@ fn names(docker: &Cli) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Names of all containers, sorted.
+fn names(docker: &Cli) -> Vec<String> {
+    sorted_lines(docker, &["ps", "-a", "--format", "{{.Names}}"])
 }
 
 #[test]
@@ -57,18 +62,17 @@ fn container_prune_applies_label_and_until_filters() {
     assert_eq!(names(d), all);
 
     // docker ps shares the label matching.
-    let web = d
-        .run(&[
+    let web = sorted_lines(
+        d,
+        &[
             "ps",
             "-a",
             "--filter",
             "label=tier=web",
             "--format",
             "{{.Names}}",
-        ])
-        .ok();
-    let mut web: Vec<&str> = web.stdout.lines().collect();
-    web.sort();
+        ],
+    );
     assert_eq!(web, ["running", "web"]);
     let none = d
         .run(&[
@@ -287,15 +291,7 @@ fn a_start_that_fails_before_the_process_runs_is_recorded() {
 
 /// `docker volume ls -q`, sorted.
 fn volumes(docker: &Cli) -> Vec<String> {
-    let mut v: Vec<String> = docker
-        .run(&["volume", "ls", "-q"])
-        .ok()
-        .stdout
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
+    sorted_lines(docker, &["volume", "ls", "-q"])
 }
 
 #[test]
@@ -551,15 +547,7 @@ fn ps_filters_before_since_volume_network_and_health() {
     let ps = |args: &[&str]| -> Vec<String> {
         let mut all = vec!["ps", "--format", "{{.Names}}"];
         all.extend(args);
-        let mut v: Vec<String> = d
-            .run(&all)
-            .ok()
-            .stdout
-            .lines()
-            .map(str::to_string)
-            .collect();
-        v.sort();
-        v
+        sorted_lines(d, &all)
     };
     let first = d
         .run(&[
