@@ -134,13 +134,13 @@ impl Networks {
                 }
             }
             inner.state.endpoints.push(ep.clone());
-            let saved = match self.sync(&inner).await {
+            let saved = match self.sync(&mut inner).await {
                 Ok(()) => inner.store.save(&inner.state),
                 Err(e) => Err(e),
             };
             if let Err(e) = saved {
                 inner.state.endpoints.pop();
-                let _ = self.sync(&inner).await;
+                let _ = self.sync(&mut inner).await;
                 return Err(e);
             }
             Ok(())

@@ -114,6 +114,10 @@ pub(crate) struct Inner {
     pub(crate) held: HashMap<String, Vec<Reservation>>,
     /// DNS servers, by container ID.
     pub(crate) dns: HashMap<String, dns::Server>,
+    /// The host rule set last installed (nft's JSON), so that a change
+    /// which leaves the rules as they are (a container without published
+    /// ports) runs no `nft` process.
+    pub(crate) installed: Option<String>,
 }
 
 fn random_id() -> String {
@@ -165,6 +169,7 @@ impl Networks {
                 state,
                 held: HashMap::new(),
                 dns: HashMap::new(),
+                installed: None,
             }),
             directory,
         };
@@ -178,7 +183,7 @@ impl Networks {
                 }
             }
             tracing::debug!("bridges ready");
-            nets.sync(&inner).await?;
+            nets.sync(&mut inner).await?;
             tracing::debug!("host rules installed");
         }
         Ok(nets)
@@ -373,13 +378,13 @@ impl Networks {
             created?;
             link::route_localnet(&bridge)?;
             inner.state.networks.push(net.clone());
-            if let Err(e) = self.sync(&inner).await {
+            if let Err(e) = self.sync(&mut inner).await {
                 inner.state.networks.pop();
                 return Err(e);
             }
             if let Err(e) = inner.store.save(&inner.state) {
                 inner.state.networks.pop();
-                let _ = self.sync(&inner).await;
+                let _ = self.sync(&mut inner).await;
                 return Err(e);
             }
             Ok(())
@@ -409,7 +414,7 @@ impl Networks {
         }
         inner.state.networks.retain(|n| n.id != net.id);
         inner.store.save(&inner.state)?;
-        self.sync(&inner).await?;
+        self.sync(&mut inner).await?;
         if let Some(br) = &net.bridge {
             self.host.delete(br).await?;
         }
@@ -475,7 +480,7 @@ impl Networks {
 
     /// Installs the host rules for the current state and refreshes the DNS
     /// views.
-    pub(crate) async fn sync(&self, inner: &Inner) -> Result<()> {
+    pub(crate) async fn sync(&self, inner: &mut Inner) -> Result<()> {
         let nets: Vec<NetRules> = inner
             .state
             .networks
@@ -498,12 +503,15 @@ impl Networks {
                 ports: e.ports.clone(),
             })
             .collect();
-        firewall::apply(
-            &self.cfg.table,
-            firewall::host_rules(&self.cfg.table, &nets, &eps),
-            None,
-        )
-        .await?;
+        let rules = firewall::host_rules(&self.cfg.table, &nets, &eps);
+        let json = serde_json::to_string(&rules).ok();
+        if json.is_none() || json != inner.installed {
+            // Forgotten first: after a failed transaction the kernel's
+            // rules are not known.
+            inner.installed = None;
+            firewall::apply(&self.cfg.table, rules, None).await?;
+            inner.installed = json;
+        }
         self.refresh_directory(&inner.state);
         Ok(())
     }
@@ -549,6 +557,7 @@ impl Networks {
                 self.host.delete(br).await?;
             }
         }
+        inner.installed = None;
         firewall::remove(&self.cfg.table, None).await?;
         inner.store.save(&inner.state)?;
         Ok(())
