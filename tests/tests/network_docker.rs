@@ -509,7 +509,9 @@ fn user_networks_resolve_names_and_aliases() {
         .to_string();
     assert_eq!(id.len(), 64, "{id}");
     env.docker
-        .run(&["network", "create", "--subnet", &back, "back"])
+        // Internal: a name it does not know is answered there, not
+        // forwarded to the host's resolvers (no test query leaves the host).
+        .run(&["network", "create", "--internal", "--subnet", &back, "back"])
         .ok();
     let dup = env.docker.run(&["network", "create", "front"]).fails();
     assert!(
@@ -872,6 +874,267 @@ fn a_daemon_crash_keeps_running_containers_networks() {
 
     env.docker.run(&["rm", "-f", "web", "short"]).ok();
     env.docker.run(&["network", "rm", "app"]).ok();
+    assert_eq!(network_leftovers(&env), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}
+
+/// `--link`, as Docker 20.10 has it (checked there): on the default bridge
+/// an `/etc/hosts` line and the `ALIAS_…` variables, and a linked container
+/// that must run; on a user network a name only the linking container
+/// resolves.
+#[test]
+fn links_give_hosts_variables_and_private_names() {
+    needs!("links_give_hosts_variables_and_private_names");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "db",
+            "--hostname",
+            "dbhost",
+            "-e",
+            "SECRET=s3",
+            "--expose",
+            "5432",
+            "--expose",
+            "7000-7001/udp",
+            &image,
+            "sleep",
+            "300",
+        ])
+        .ok();
+    let db_ip = env
+        .docker
+        .run(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db"])
+        .ok()
+        .out()
+        .to_string();
+    assert!(!db_ip.is_empty());
+
+    let out = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--name",
+            "web",
+            "-e",
+            "DATABASE_ENV_SECRET=mine",
+            "--link",
+            "db:database",
+            &image,
+            "sh",
+            "-c",
+            "cat /etc/hosts; env",
+        ])
+        .ok();
+    let text = out.stdout;
+    assert!(
+        text.contains(&format!("{db_ip}\tdatabase dbhost db\n")),
+        "{text}"
+    );
+    for v in [
+        format!("DATABASE_PORT=tcp://{db_ip}:5432"),
+        format!("DATABASE_PORT_5432_TCP=tcp://{db_ip}:5432"),
+        format!("DATABASE_PORT_5432_TCP_ADDR={db_ip}"),
+        "DATABASE_PORT_5432_TCP_PORT=5432".to_string(),
+        "DATABASE_PORT_5432_TCP_PROTO=tcp".to_string(),
+        format!("DATABASE_PORT_7000_UDP_START=udp://{db_ip}:7000"),
+        "DATABASE_PORT_7000_UDP_PORT_END=7001".to_string(),
+        format!("DATABASE_PORT_7001_UDP=udp://{db_ip}:7001"),
+        "DATABASE_NAME=/web/database".to_string(),
+        // The container's own variable wins over the link's.
+        "DATABASE_ENV_SECRET=mine".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == v), "{v} not in {text}");
+    }
+    assert!(!text.contains("DATABASE_ENV_PATH"), "{text}");
+    assert!(!text.contains("DATABASE_ENV_SECRET=s3"), "{text}");
+    // Without an alias the name is the alias: no repeated name.
+    let plain = env
+        .docker
+        .run(&["run", "--rm", "--link", "db", &image, "cat", "/etc/hosts"])
+        .ok();
+    assert!(
+        plain.stdout.contains(&format!("{db_ip}\tdb dbhost\n")),
+        "{}",
+        plain.stdout
+    );
+
+    env.docker
+        .run(&[
+            "create",
+            "--name",
+            "later",
+            "--link",
+            "db:database",
+            &image,
+            "true",
+        ])
+        .ok();
+    let links = env
+        .docker
+        .run(&["inspect", "-f", "{{json .HostConfig.Links}}", "later"])
+        .ok();
+    assert_eq!(links.out(), r#"["/db:/later/database"]"#);
+
+    // Bad links: nothing is made or started.
+    let unknown = env
+        .docker
+        .run(&["run", "--rm", "--link", "nosuch:x", &image, "true"])
+        .fails();
+    assert!(
+        unknown
+            .stderr
+            .contains("could not get container for nosuch: No such container: nosuch"),
+        "{}",
+        unknown.stderr
+    );
+    let host = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--link",
+            "db",
+            &image,
+            "true",
+        ])
+        .fails();
+    assert!(
+        host.stderr
+            .contains("conflicting options: host type networking can't be used with links"),
+        "{}",
+        host.stderr
+    );
+    env.docker
+        .run(&["create", "--name", "idle", &image, "true"])
+        .ok();
+    let idle = env
+        .docker
+        .run(&["run", "--name", "w4", "--link", "idle:i", &image, "true"])
+        .fails();
+    assert_eq!(idle.code, 125);
+    assert!(
+        idle.stderr
+            .contains("Cannot link to a non running container: /idle AS /w4/i"),
+        "{}",
+        idle.stderr
+    );
+    let state = env
+        .docker
+        .run(&["inspect", "-f", "{{.State.Status}}", "w4"])
+        .ok();
+    assert_eq!(state.out(), "created");
+
+    // A user network: the alias resolves for the linking container only.
+    // (Internal, so that the other container's miss is not forwarded.)
+    let subnet = free_subnet(3);
+    env.docker
+        .run(&[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            &subnet,
+            "lnk",
+        ])
+        .ok();
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "ndb",
+            "--network",
+            "lnk",
+            &image,
+            "sleep",
+            "300",
+        ])
+        .ok();
+    let ndb_ip = env
+        .docker
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.lnk.IPAddress}}",
+            "ndb",
+        ])
+        .ok()
+        .out()
+        .to_string();
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "nweb",
+            "--network",
+            "lnk",
+            "--link",
+            "ndb:dbx",
+            &image,
+            "sleep",
+            "300",
+        ])
+        .ok();
+    let looked = env
+        .docker
+        .run(&[
+            "exec",
+            "nweb",
+            "sh",
+            "-c",
+            "busybox nslookup dbx; env; cat /etc/hosts",
+        ])
+        .ok();
+    assert!(
+        looked.stdout.contains(&format!("Address: {ndb_ip}")),
+        "{}",
+        looked.stdout
+    );
+    assert!(!looked.stdout.contains("DBX_"), "{}", looked.stdout);
+    assert!(
+        !looked.stdout.contains(&format!("{ndb_ip}\tdbx")),
+        "{}",
+        looked.stdout
+    );
+    let inspect = env
+        .docker
+        .run(&[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.Links}} {{json .NetworkSettings.Networks.lnk.Links}}",
+            "nweb",
+        ])
+        .ok();
+    assert_eq!(inspect.out(), r#"null ["ndb:dbx"]"#);
+    let other = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "lnk",
+            &image,
+            "busybox",
+            "nslookup",
+            "dbx",
+        ])
+        .fails();
+    assert!(!other.stdout.contains(&ndb_ip), "{}", other.stdout);
+
+    env.docker
+        .run(&["rm", "-f", "db", "later", "idle", "w4", "ndb", "nweb"])
+        .ok();
+    env.docker.run(&["network", "rm", "lnk"]).ok();
     assert_eq!(network_leftovers(&env), Vec::<String>::new());
     drop(env);
     leaks.assert_clean();

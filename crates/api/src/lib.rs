@@ -5,12 +5,14 @@
 mod digest;
 mod duration;
 mod error;
+mod link;
 mod reference;
 
 pub use bollard_stubs::models;
 pub use digest::{Digest, DigestError};
 pub use duration::parse_go_duration;
 pub use error::{Error, ErrorKind};
+pub use link::parse_link;
 pub use reference::{ImageRef, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
 
 /// Highest Docker Engine API version this engine speaks.

@@ -193,6 +193,8 @@ fn run_checks(d: &Daemon) {
         &["run", "--rm", "--restart=always", IMAGE],
         &["run", "--restart=on-failure:x", IMAGE],
         &["run", "--pull=bogus", IMAGE],
+        &["run", "--rm", "--link", "nosuch:x", IMAGE, "true"],
+        &["run", "--rm", "--link", "a:b:c", IMAGE, "true"],
         &["run", "--pull=never", "servin-cli-test/nosuch:1"],
         &["run", "Bad:x"],
         &["run", "--bogus", IMAGE],

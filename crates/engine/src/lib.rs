@@ -9,6 +9,7 @@ pub mod containers;
 mod events;
 pub mod filters;
 mod images;
+mod links;
 mod networks;
 mod system;
 mod transfer;

@@ -63,6 +63,8 @@ pub(crate) struct Want {
     pub network: String,
     pub aliases: Vec<String>,
     pub ip: Option<Ipv4Addr>,
+    /// The endpoint's `Links` (`--link` on a user network).
+    pub links: Vec<String>,
 }
 
 /// What a start gets from [`Engine::setup_network`].
@@ -75,6 +77,8 @@ pub(crate) struct Sandbox {
     /// `container:` mode: the other container's directory, whose `hosts`,
     /// `resolv.conf` and `hostname` are shared.
     pub share_from: Option<PathBuf>,
+    /// Linked containers on the default bridge (`--link`).
+    pub links: Vec<crate::links::Linked>,
 }
 
 fn net_error(e: servin_network::Error) -> Error {
@@ -105,16 +109,18 @@ fn want_from(network: &str, settings: &Value) -> Result<Want, Error> {
                 .map_err(|_| Error::invalid(format!("invalid IPv4 address: {s}")))?,
         ),
     };
-    let aliases = settings["Aliases"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
+    let strs = |v: &Value| {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
+    };
     Ok(Want {
         network: network.to_string(),
-        aliases,
+        aliases: strs(&settings["Aliases"]),
         ip,
+        links: strs(&settings["Links"]),
     })
 }
 
@@ -407,6 +413,15 @@ impl Engine {
             let settings = key.and_then(|k| given.remove(&k)).unwrap_or(json!({}));
             given.insert(mode.clone(), settings);
         }
+        // `--link` on a user network is the endpoint's (Docker keeps it
+        // there); `check_links` drops it from the host config.
+        if mode != "bridge" && hc["Links"].as_array().is_some_and(|l| !l.is_empty()) {
+            if let Some(settings) = given.get_mut(&mode).and_then(Value::as_object_mut) {
+                if !settings.get("Links").is_some_and(Value::is_array) {
+                    settings.insert("Links".into(), hc["Links"].clone());
+                }
+            }
+        }
         let ready = self.net().handle().is_some();
         let mut out = Map::new();
         for (key, settings) in given {
@@ -447,6 +462,7 @@ impl Engine {
             endpoints: vec![],
             embedded_dns: false,
             share_from: None,
+            links: vec![],
         };
         let wants = match plan(rec)? {
             Plan::Host => return Ok(bare(NetworkMode::Host)),
@@ -474,6 +490,7 @@ impl Engine {
                     endpoints: vec![],
                     embedded_dns: false,
                     share_from: Some(dir),
+                    links: vec![],
                 });
             }
             Plan::Attach(w) => w,
@@ -487,6 +504,15 @@ impl Engine {
             }
             return Err(self.networks().err().unwrap_or_else(|| Error::internal("")));
         };
+        // Links are checked before anything is made.
+        let links = match wants.first() {
+            Some(w) if w.network == "bridge" => self.linked_on_bridge(rec)?,
+            _ => vec![],
+        };
+        let mut net_links = Vec::new();
+        for w in &wants {
+            net_links.push(self.net_links(&w.links)?);
+        }
         let path = self.containers().dir(&rec.id).join("netns");
         netns::remove(&path).map_err(net_error)?;
         netns::create(&path).await.map_err(net_error)?;
@@ -503,6 +529,7 @@ impl Engine {
                         ip: w.ip,
                         ports,
                         netns: path.clone(),
+                        links: net_links[i].clone(),
                     })
                     .await
                     .map_err(|e| {
@@ -548,6 +575,7 @@ impl Engine {
             endpoints,
             embedded_dns,
             share_from: None,
+            links,
         })
     }
 
@@ -568,6 +596,15 @@ impl Engine {
 
     /// The gateway of the default bridge: what `host-gateway` in
     /// `--add-host` stands for.
+    /// A container's address on the default bridge, while it has one.
+    pub(crate) fn bridge_address(&self, id: &str) -> Option<Ipv4Addr> {
+        self.net()
+            .endpoints(id)
+            .into_iter()
+            .find(|(n, _)| n == "bridge")
+            .map(|(_, e)| e.ip)
+    }
+
     pub(crate) fn host_gateway_ip(&self) -> Option<Ipv4Addr> {
         self.net().find("bridge").and_then(|k| k.gateway)
     }
@@ -845,6 +882,11 @@ impl Engine {
                     ip: want.ip,
                     ports: vec![],
                     netns: pinned,
+                    links: if net.is_default_bridge() {
+                        vec![]
+                    } else {
+                        self.net_links(&want.links)?
+                    },
                 })
                 .await
                 .map_err(net_error)?;

@@ -14,7 +14,7 @@ pub fn endpoint_settings(e: &Endpoint) -> EndpointSettings {
             ipv4_address: Some(ip.to_string()),
             ..EndpointIpamConfig::default()
         }),
-        links: None,
+        links: (!e.links.is_empty()).then(|| e.links.iter().map(|l| l.spec.clone()).collect()),
         mac_address: Some(e.mac.clone()),
         aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
         driver_opts: None,
@@ -93,6 +93,7 @@ mod tests {
             netns: "/proc/1/ns/net".into(),
             dns_port: 0,
             requested_ip: None,
+            links: vec![],
         };
         let map = port_map(
             std::slice::from_ref(&e),

@@ -110,6 +110,7 @@ impl Networks {
             netns: req.netns.clone(),
             dns_port: 0,
             requested_ip: req.ip,
+            links: req.links.clone(),
         };
 
         let mut started_dns = false;

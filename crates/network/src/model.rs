@@ -148,6 +148,23 @@ pub struct Endpoint {
     /// The `--ip` asked for, shown as `IPAMConfig` in inspect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_ip: Option<Ipv4Addr>,
+    /// `--link`s on this (user) network: names only this container
+    /// resolves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<NetLink>,
+}
+
+/// A legacy link on a user network (`--link NAME:ALIAS`), as Docker keeps
+/// it there: ALIAS resolves, for the linking container only, to the linked
+/// container's address on the same network; nothing else (no variables,
+/// no `/etc/hosts` line) comes of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetLink {
+    /// The link as given (`db:database`), shown in inspect's `Links`.
+    pub spec: String,
+    /// The linked container's ID.
+    pub container_id: String,
+    pub alias: String,
 }
 
 /// What `attach` is asked to do.
@@ -163,6 +180,7 @@ pub struct AttachRequest {
     pub ports: Vec<PortRequest>,
     /// The container's network namespace: `/proc/PID/ns/net` or a bind mount.
     pub netns: PathBuf,
+    pub links: Vec<NetLink>,
 }
 
 /// `POST /networks/create`, in our terms.

@@ -539,6 +539,20 @@ impl Networks {
                     }
                 }
             }
+            // Its links: the alias names the linked container's address
+            // here, for this container only (none when it is elsewhere).
+            for l in &e.links {
+                for peer in state
+                    .endpoints
+                    .iter()
+                    .filter(|p| p.network_id == e.network_id && p.container_id == l.container_id)
+                {
+                    let ips = view.names.entry(l.alias.to_ascii_lowercase()).or_default();
+                    if !ips.contains(&peer.ip) {
+                        ips.push(peer.ip);
+                    }
+                }
+            }
         }
         self.directory.write().expect("directory lock").views = views;
     }

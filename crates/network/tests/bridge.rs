@@ -21,6 +21,7 @@ fn attach(container: &str, network: &str, ns: &std::path::Path, ports: &[&str]) 
         ip: None,
         ports: ports.iter().map(|p| parse_publish(p).unwrap()).collect(),
         netns: ns.to_path_buf(),
+        links: vec![],
     }
 }
 

@@ -78,6 +78,7 @@ fn attach(container: &str, network: &str, ns: &std::path::Path, aliases: &[&str]
         ip: None,
         ports: vec![],
         netns: ns.to_path_buf(),
+        links: vec![],
     }
 }
 

@@ -105,6 +105,9 @@ pub struct ContainerFlags {
     /// Set meta data on a container
     #[arg(short = 'l', long, value_name = "list")]
     pub label: Vec<String>,
+    /// Add link to another container
+    #[arg(long = "link", value_name = "list")]
+    pub link: Vec<String>,
     /// Read in a line delimited file of labels
     #[arg(long = "label-file", value_name = "list")]
     pub label_file: Vec<String>,

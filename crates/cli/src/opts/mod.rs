@@ -212,6 +212,9 @@ impl ContainerFlags {
                 }
             }
         }
+        for l in &self.link {
+            servin_api::parse_link(l).map_err(|e| flag_error("--link", l, e))?;
+        }
         for e in &self.env {
             if e.split('=').next().unwrap_or_default().is_empty() {
                 return Err(flag_error(
@@ -414,6 +417,7 @@ impl ContainerFlags {
         h.dns_search = self.dns_search.clone();
         h.dns_options = self.dns_option.clone();
         h.extra_hosts = nonempty(self.add_host.clone());
+        h.links = nonempty(self.link.clone());
         h.volumes_from = nonempty(self.volumes_from.clone());
         h.ipc_mode = self.ipc.clone().unwrap_or_default();
         h.network_mode = self
@@ -559,6 +563,11 @@ impl ContainerFlags {
                 return Err(invalid(format!(
                     "network {target:?} is specified multiple times"
                 )));
+            }
+            // Docker's CLI also gives `--link` to a user network's endpoint.
+            let mut ep = ep;
+            if i == 0 && is_user_defined_network(&target) {
+                ep.links = nonempty(self.link.clone());
             }
             if i == 0 && self.network.len() == 1 && ep == EndpointSettings::default() {
                 continue;

@@ -223,6 +223,8 @@ impl Engine {
         check_host_config(&hc)?;
         security_opts(&hc)?;
         let networking = self.check_networking(&hc, body)?;
+        let mode = crate::networks::network_mode(&hc);
+        self.check_links(&mut hc, &mode)?;
         if hc.is_object() {
             hc["NetworkMode"] = json!(crate::networks::network_mode(&hc));
         }
@@ -679,7 +681,14 @@ impl Engine {
             layers,
             process: ProcessSpec {
                 args,
-                env: strs(&c["Env"]),
+                env: crate::links::merge_env(
+                    sandbox
+                        .links
+                        .iter()
+                        .flat_map(|l| l.env(&rec.name))
+                        .collect(),
+                    strs(&c["Env"]),
+                ),
                 cwd: c["WorkingDir"]
                     .as_str()
                     .filter(|s| !s.is_empty())
@@ -765,6 +774,9 @@ impl Engine {
                 };
                 text.push_str(&format!("{ip}\t{h}\n"));
             }
+        }
+        for l in &sandbox.links {
+            text.push_str(&l.hosts_line());
         }
         if !host_network {
             if sandbox.endpoints.is_empty() {

@@ -212,6 +212,10 @@ impl Engine {
             .collect();
         let path = args.first().cloned().unwrap_or(json!(""));
         let mounts = self.mount_views(&r);
+        let mut host_config = r.host_config.clone();
+        if host_config.is_object() {
+            host_config["Links"] = crate::links::inspect_form(&r.host_config, &r.name);
+        }
         Ok(json!({
             "Id": r.id,
             "Created": r.created,
@@ -244,7 +248,7 @@ impl Engine {
             "ProcessLabel": "",
             "AppArmorProfile": "",
             "ExecIDs": null,
-            "HostConfig": r.host_config,
+            "HostConfig": host_config,
             "GraphDriver": {"Name": "overlayfs", "Data": {"MergedDir": dir.join("rootfs"), "UpperDir": dir.join("upper"), "WorkDir": dir.join("work")}},
             "Mounts": mounts,
             "Config": config_view(&r.config),
