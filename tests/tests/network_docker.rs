@@ -1139,3 +1139,142 @@ fn links_give_hosts_variables_and_private_names() {
     drop(env);
     leaks.assert_clean();
 }
+
+/// A resolver the test runs on a loopback address of the host, port 53
+/// (what `--dns` can name): `outside.test` → `answer`, else NXDOMAIN.
+struct LoopbackResolver {
+    ip: std::net::Ipv4Addr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoopbackResolver {
+    fn start(answer: std::net::Ipv4Addr) -> std::io::Result<LoopbackResolver> {
+        use hickory_proto::op::{Message, ResponseCode};
+        use hickory_proto::rr::{rdata::A, RData, Record};
+        let ip = std::net::Ipv4Addr::new(127, 0, 0, 100 + (std::process::id() % 100) as u8);
+        let sock = std::net::UdpSocket::bind((ip, 53))?;
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                r.add_queries(q.queries.clone());
+                match q.queries.first() {
+                    Some(q) if q.name().to_ascii() == "outside.test." => {
+                        if q.query_type() == hickory_proto::rr::RecordType::A {
+                            r.add_answer(Record::from_rdata(
+                                q.name().clone(),
+                                60,
+                                RData::A(A(answer)),
+                            ));
+                        }
+                    }
+                    _ => r.metadata.response_code = ResponseCode::NXDomain,
+                }
+                if let Ok(bytes) = r.to_vec() {
+                    let _ = sock.send_to(&bytes, peer);
+                }
+            }
+        });
+        Ok(LoopbackResolver {
+            ip,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for LoopbackResolver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// On a user network, names the network does not know go to the
+/// container's own `--dns` servers, as Docker's embedded DNS sends them
+/// (before, ours went to the host's resolvers whatever `--dns` said).
+#[test]
+fn a_containers_own_dns_servers_answer_what_its_network_does_not_know() {
+    needs!("a_containers_own_dns_servers_answer_what_its_network_does_not_know");
+    let answer = std::net::Ipv4Addr::new(198, 51, 100, 9);
+    let resolver = match LoopbackResolver::start(answer) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = servin_testkit::skip(
+                "a_containers_own_dns_servers_answer_what_its_network_does_not_know",
+                &format!("cannot run a resolver on a loopback address's port 53: {e}"),
+            );
+            return;
+        }
+    };
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let subnet = free_subnet(4);
+    env.docker
+        .run(&["network", "create", "--subnet", &subnet, "own"])
+        .ok();
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "peer",
+            "--network",
+            "own",
+            &image,
+            "sleep",
+            "300",
+        ])
+        .ok();
+    let dns = resolver.ip.to_string();
+    let out = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "own",
+            "--dns",
+            &dns,
+            &image,
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf; busybox nslookup outside.test; busybox nslookup peer",
+        ])
+        .ok();
+    let text = out.stdout;
+    assert!(text.starts_with("nameserver 127.0.0.11\n"), "{text}");
+    assert!(!text.contains(&format!("nameserver {dns}")), "{text}");
+    assert!(text.contains(&format!("Address: {answer}")), "{text}");
+    let peer_ip = env
+        .docker
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.own.IPAddress}}",
+            "peer",
+        ])
+        .ok()
+        .out()
+        .to_string();
+    assert!(text.contains(&format!("Address: {peer_ip}")), "{text}");
+
+    env.docker.run(&["rm", "-f", "peer"]).ok();
+    env.docker.run(&["network", "rm", "own"]).ok();
+    assert_eq!(network_leftovers(&env), Vec::<String>::new());
+    drop(env);
+    drop(resolver);
+    leaks.assert_clean();
+}

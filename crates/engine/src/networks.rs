@@ -223,8 +223,8 @@ pub(crate) fn resolv_conf(hc: &Value, host_resolv: &str, embedded: bool, host_ne
         out.push_str(&format!("options {}\n", opts.join(" ")));
     }
     if embedded && !dns.is_empty() {
-        // Docker's embedded server would forward to these; ours forwards
-        // to the daemon's upstreams.
+        // The embedded server forwards to these (Docker's "external
+        // servers"), not to the host's.
         out.push_str(&format!("\n# ExtServers: [{}]\n", dns.join(" ")));
     }
     out
@@ -530,6 +530,7 @@ impl Engine {
                         ports,
                         netns: path.clone(),
                         links: net_links[i].clone(),
+                        dns: dns_servers(&rec.host_config),
                     })
                     .await
                     .map_err(|e| {
@@ -887,6 +888,7 @@ impl Engine {
                     } else {
                         self.net_links(&want.links)?
                     },
+                    dns: dns_servers(&rec.host_config),
                 })
                 .await
                 .map_err(net_error)?;
@@ -957,6 +959,18 @@ fn network_event(action: &str, id: &str, name: &str) -> crate::Event {
 }
 
 /// `Config.ExposedPorts` keys (`80/tcp`).
+/// `--dns` servers, where a user network's embedded DNS forwards the
+/// container's other names (Docker's "external servers").
+fn dns_servers(hc: &Value) -> Vec<std::net::SocketAddr> {
+    hc["Dns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str()?.parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect()
+}
+
 fn exposed(rec: &ContainerRecord) -> Vec<String> {
     rec.config["ExposedPorts"]
         .as_object()

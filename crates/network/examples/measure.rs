@@ -131,6 +131,7 @@ fn req(id: &str, ns: &Path, ports: &[&str]) -> AttachRequest {
         ports: ports.iter().map(|p| parse_publish(p).unwrap()).collect(),
         netns: ns.to_path_buf(),
         links: vec![],
+        dns: vec![],
     }
 }
 

@@ -94,6 +94,7 @@ mod tests {
             dns_port: 0,
             requested_ip: None,
             links: vec![],
+            dns_servers: vec![],
         };
         let map = port_map(
             std::slice::from_ref(&e),

@@ -42,6 +42,8 @@ pub struct View {
     pub names: HashMap<String, Vec<Ipv4Addr>>,
     /// Whether unknown names go upstream (not from internal-only networks).
     pub forward: bool,
+    /// The container's own resolvers (`--dns`); empty: the directory's.
+    pub upstreams: Vec<SocketAddr>,
 }
 
 /// Every container's view, replaced whole when endpoints change.
@@ -166,7 +168,11 @@ pub async fn answer(query: &[u8], container: &str, dir: &SharedDirectory) -> Opt
             view.and_then(|v| v.names.get(&name).cloned())
                 .map(|ips| (q.clone(), ips))
         });
-        (local, view.is_none_or(|v| v.forward), d.upstreams.clone())
+        let upstreams = match view {
+            Some(v) if !v.upstreams.is_empty() => v.upstreams.clone(),
+            _ => d.upstreams.clone(),
+        };
+        (local, view.is_none_or(|v| v.forward), upstreams)
     };
     let mut reply = Message::response(msg.metadata.id, OpCode::Query);
     reply.metadata.recursion_desired = msg.metadata.recursion_desired;

@@ -111,6 +111,7 @@ impl Networks {
             dns_port: 0,
             requested_ip: req.ip,
             links: req.links.clone(),
+            dns_servers: req.dns.clone(),
         };
 
         let mut started_dns = false;

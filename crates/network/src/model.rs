@@ -2,7 +2,7 @@
 //! `network inspect` can be served from it.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -152,6 +152,10 @@ pub struct Endpoint {
     /// resolves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<NetLink>,
+    /// The container's own resolvers (`--dns`): where its embedded DNS
+    /// forwards the names it does not know, instead of the host's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// A legacy link on a user network (`--link NAME:ALIAS`), as Docker keeps
@@ -181,6 +185,8 @@ pub struct AttachRequest {
     /// The container's network namespace: `/proc/PID/ns/net` or a bind mount.
     pub netns: PathBuf,
     pub links: Vec<NetLink>,
+    /// `--dns` servers (see [`Endpoint::dns_servers`]).
+    pub dns: Vec<SocketAddr>,
 }
 
 /// `POST /networks/create`, in our terms.

@@ -527,6 +527,9 @@ impl Networks {
             }
             let view = views.entry(e.container_id.clone()).or_default();
             view.forward |= !net.internal;
+            if view.upstreams.is_empty() {
+                view.upstreams = e.dns_servers.clone();
+            }
             for peer in state
                 .endpoints
                 .iter()

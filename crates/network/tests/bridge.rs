@@ -22,6 +22,7 @@ fn attach(container: &str, network: &str, ns: &std::path::Path, ports: &[&str]) 
         ports: ports.iter().map(|p| parse_publish(p).unwrap()).collect(),
         netns: ns.to_path_buf(),
         links: vec![],
+        dns: vec![],
     }
 }
 

@@ -18,8 +18,10 @@ use hickory_proto::rr::{RData, Record};
 use servin_network::{AttachRequest, CreateRequest, Networks};
 
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+/// What the resolver a container names itself (`--dns`) says instead.
+const OUTSIDE_OWN: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
 
-/// A resolver on 127.0.0.1: `outside.test` → 198.51.100.7, else NXDOMAIN.
+/// A resolver on 127.0.0.1: `outside.test` → `answer`, else NXDOMAIN.
 struct Upstream {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -27,7 +29,7 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn start() -> Upstream {
+    fn start(answer: Ipv4Addr) -> Upstream {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
@@ -45,7 +47,7 @@ impl Upstream {
                 r.add_queries(q.queries.clone());
                 let name = q.queries[0].name().clone();
                 if name.to_ascii() == "outside.test." {
-                    r.add_answer(Record::from_rdata(name, 60, RData::A(A(OUTSIDE))));
+                    r.add_answer(Record::from_rdata(name, 60, RData::A(A(answer))));
                 } else {
                     r.metadata.response_code = ResponseCode::NXDomain;
                 }
@@ -79,6 +81,7 @@ fn attach(container: &str, network: &str, ns: &std::path::Path, aliases: &[&str]
         ports: vec![],
         netns: ns.to_path_buf(),
         links: vec![],
+        dns: vec![],
     }
 }
 
@@ -87,7 +90,8 @@ async fn names_and_aliases_resolve_and_the_rest_is_forwarded() {
     if common::cannot_run("names_and_aliases_resolve_and_the_rest_is_forwarded") {
         return;
     }
-    let upstream = Upstream::start();
+    let upstream = Upstream::start(OUTSIDE);
+    let own_upstream = Upstream::start(OUTSIDE_OWN);
     let mut env = Env::new("172.30.40.0/24");
     env.cfg.upstream_dns = Some(vec![upstream.addr]);
     let nets = Networks::open(env.cfg.clone()).await.unwrap();
@@ -100,11 +104,12 @@ async fn names_and_aliases_resolve_and_the_rest_is_forwarded() {
         .await
         .unwrap();
     }
-    let (a, b, c, d) = (
+    let (a, b, c, d, e) = (
         env.netns("a"),
         env.netns("b"),
         env.netns("c"),
         env.netns("d"),
+        env.netns("e"),
     );
     let ea = nets
         .attach(attach("alpha", "dnsnet", &a, &["web"]))
@@ -161,6 +166,20 @@ async fn names_and_aliases_resolve_and_the_rest_is_forwarded() {
 
     let from_a = in_ns(&a, || ask("beta", false)).await;
     assert_eq!(from_a, ok(vec![eb.ip]));
+
+    // A container with its own resolvers (`--dns`) has the names it does
+    // not know answered there; its network's names stay ours.
+    nets.attach(AttachRequest {
+        dns: vec![own_upstream.addr],
+        ..attach("epsilon", "dnsnet", &e, &[])
+    })
+    .await
+    .unwrap();
+    let from_e = in_ns(&e, || [ask("outside.test", false), ask("alpha", false)]).await;
+    assert_eq!(from_e[0], ok(vec![OUTSIDE_OWN]), "forwarded to its own");
+    assert_eq!(from_e[1], ok(vec![ip_a]));
+    let from_b = in_ns(&b, || ask("outside.test", false)).await;
+    assert_eq!(from_b, ok(vec![OUTSIDE]), "the others' still the host's");
     let from_c = in_ns(&c, || ask("alpha", false)).await;
     assert_eq!(
         from_c,
