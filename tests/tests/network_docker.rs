@@ -1278,3 +1278,103 @@ fn a_containers_own_dns_servers_answer_what_its_network_does_not_know() {
     drop(resolver);
     leaks.assert_clean();
 }
+
+/// `--sysctl` sets the container's own namespaces' values (both runtimes);
+/// what would reach the host's is refused before anything is made.
+#[test]
+fn sysctls_set_the_containers_own_namespaces() {
+    needs!("sysctls_set_the_containers_own_namespaces");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let host_somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    let runc = servin_testkit::missing_tools(&["runc"]).is_empty();
+    let mut runtimes = vec!["builtin"];
+    if runc {
+        runtimes.push("runc");
+    } else {
+        eprintln!("sysctls_set_the_containers_own_namespaces: no runc, builtin runtime only");
+    }
+    for runtime in runtimes {
+        let mut args = vec!["run", "--rm"];
+        if runtime == "runc" {
+            args.extend(["--runtime", "runc"]);
+        }
+        args.extend([
+            "--sysctl",
+            "net.core.somaxconn=1234",
+            "--sysctl",
+            "net.ipv4.ip_unprivileged_port_start=1024",
+            "--sysctl",
+            "kernel.shmmax=1000000",
+            &image,
+            "cat",
+            "/proc/sys/net/core/somaxconn",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+            "/proc/sys/kernel/shmmax",
+        ]);
+        let out = env.docker.run(&args).ok();
+        assert_eq!(out.stdout, "1234\n1024\n1000000\n", "{runtime}");
+    }
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
+        host_somaxconn,
+        "the host's value stays"
+    );
+
+    let host = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--sysctl",
+            "net.core.somaxconn=1",
+            &image,
+            "true",
+        ])
+        .fails();
+    assert!(
+        host.stderr
+            .contains("sysctl \"net.core.somaxconn\" not allowed in host network namespace"),
+        "{}",
+        host.stderr
+    );
+    // Docker's CLI refuses what is not namespaced; the API does too.
+    let cli = env
+        .docker
+        .run(&["run", "--rm", "--sysctl", "vm.swappiness=1", &image, "true"])
+        .fails();
+    assert!(
+        cli.stderr
+            .contains("sysctl 'vm.swappiness=1' is not allowed"),
+        "{}",
+        cli.stderr
+    );
+    let body = format!(
+        r#"{{"Image":"{image}","Cmd":["true"],"HostConfig":{{"Sysctls":{{"vm.swappiness":"1"}}}}}}"#
+    );
+    let req = servin_testkit::http::Request {
+        method: "POST",
+        path: "/containers/create",
+        headers: vec![("Content-Type", "application/json".into())],
+        body: body.as_bytes(),
+    };
+    let resp = servin_testkit::http::unix(
+        &env.daemon.socket(),
+        &req,
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        resp.text()
+            .contains("\\\"vm.swappiness\\\" is not in a separate kernel namespace"),
+        "{}",
+        resp.text()
+    );
+    let ps = env.docker.run(&["ps", "-aq"]).ok();
+    assert_eq!(ps.out(), "", "nothing was made");
+    drop(env);
+    leaks.assert_clean();
+}

@@ -7,6 +7,7 @@ mod duration;
 mod error;
 mod link;
 mod reference;
+mod sysctl;
 
 pub use bollard_stubs::models;
 pub use digest::{Digest, DigestError};
@@ -14,6 +15,7 @@ pub use duration::parse_go_duration;
 pub use error::{Error, ErrorKind};
 pub use link::parse_link;
 pub use reference::{ImageRef, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
+pub use sysctl::sysctl_is_namespaced;
 
 /// Highest Docker Engine API version this engine speaks.
 pub const API_VERSION: &str = "1.45";

@@ -149,11 +149,16 @@ pub fn spec(
     if let Some(filter) = seccomp::linux_seccomp(&c.seccomp, c.privileged, &capabilities)? {
         linux["seccomp"] = filter;
     }
+    let mut sysctl = serde_json::Map::new();
     if c.network != NetworkMode::Host {
-        linux["sysctl"] = json!({
-            "net.ipv4.ip_unprivileged_port_start": "0",
-            "net.ipv4.ping_group_range": "0 2147483647",
-        });
+        sysctl.insert("net.ipv4.ip_unprivileged_port_start".into(), json!("0"));
+        sysctl.insert("net.ipv4.ping_group_range".into(), json!("0 2147483647"));
+    }
+    for (k, v) in &c.sysctls {
+        sysctl.insert(k.clone(), json!(v));
+    }
+    if !sysctl.is_empty() {
+        linux["sysctl"] = Value::Object(sysctl);
     }
     let mut v = json!({
         "ociVersion": "1.0.2",

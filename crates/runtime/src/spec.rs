@@ -60,6 +60,10 @@ pub struct ContainerSpec {
     /// `process.init` is set.
     #[serde(default)]
     pub init_path: Option<PathBuf>,
+    /// `--sysctl`: namespaced ones only (the engine checks), set over the
+    /// defaults.
+    #[serde(default)]
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 /// A process to run: the container's main process or an exec.
@@ -309,6 +313,7 @@ pub(crate) mod tests {
             stop_signal: None,
             seccomp: Seccomp::Builtin,
             init_path: None,
+            sysctls: Default::default(),
         }
     }
 

@@ -212,6 +212,16 @@ impl ContainerFlags {
                 }
             }
         }
+        for s in &self.sysctl {
+            let key = s.split_once('=').map(|(k, _)| k);
+            if !key.is_some_and(servin_api::sysctl_is_namespaced) {
+                return Err(flag_error(
+                    "--sysctl",
+                    s,
+                    format!("sysctl '{s}' is not allowed"),
+                ));
+            }
+        }
         for l in &self.link {
             servin_api::parse_link(l).map_err(|e| flag_error("--link", l, e))?;
         }

@@ -64,6 +64,25 @@ fn check_host_config(hc: &Value) -> Result<(), Error> {
     Ok(())
 }
 
+/// `HostConfig.Sysctls`: only the namespaced ones, and no network ones in
+/// the host's network namespace. runc refuses these at start; refused here,
+/// nothing is made.
+fn check_sysctls(hc: &Value, mode: &str) -> Result<(), Error> {
+    for key in hc["Sysctls"].as_object().into_iter().flat_map(|m| m.keys()) {
+        if !servin_api::sysctl_is_namespaced(key) {
+            return Err(Error::invalid(format!(
+                "sysctl {key:?} is not in a separate kernel namespace: only net.*, fs.mqueue.* and the kernel.msg*, kernel.sem and kernel.shm* ones can be set"
+            )));
+        }
+        if key.starts_with("net.") && mode == "host" {
+            return Err(Error::invalid(format!(
+                "sysctl {key:?} not allowed in host network namespace"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What `HostConfig.SecurityOpt` asks for.
 #[derive(Debug, PartialEq)]
 struct SecurityOpts {
@@ -225,6 +244,7 @@ impl Engine {
         let networking = self.check_networking(&hc, body)?;
         let mode = crate::networks::network_mode(&hc);
         self.check_links(&mut hc, &mode)?;
+        check_sysctls(&hc, &mode)?;
         if hc.is_object() {
             hc["NetworkMode"] = json!(crate::networks::network_mode(&hc));
         }
@@ -722,6 +742,12 @@ impl Engine {
             stop_signal: c["StopSignal"].as_str().map(str::to_string),
             seccomp: security.seccomp,
             init_path,
+            sysctls: hc["Sysctls"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect(),
         })
     }
 

@@ -113,6 +113,7 @@ impl Fixture {
             stop_signal: None,
             seccomp: Default::default(),
             init_path: None,
+            sysctls: Default::default(),
         }
     }
 
