@@ -166,6 +166,40 @@ fn default_bridge_gives_an_address_a_route_and_nat() {
 
     assert_eq!(table_handle(&net.table), handle_before);
 
+    // --mac-address: the container's eth0 takes it; a multicast one is
+    // refused with what is wrong.
+    let mac = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--mac-address",
+            "02:42:ac:11:00:99",
+            &image,
+            "cat",
+            "/sys/class/net/eth0/address",
+        ])
+        .ok();
+    assert_eq!(mac.out(), "02:42:ac:11:00:99");
+    let multicast = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--mac-address",
+            "01:00:5e:00:00:01",
+            &image,
+            "true",
+        ])
+        .fails();
+    assert!(
+        multicast
+            .stderr
+            .contains("01:00:5e:00:00:01 is a multicast address"),
+        "{}",
+        multicast.stderr
+    );
+
     // Outbound NAT for the default bridge's subnet, in our own table.
     let table = String::from_utf8_lossy(
         &std::process::Command::new("nft")
@@ -1116,6 +1150,22 @@ fn links_give_hosts_variables_and_private_names() {
         ])
         .ok();
     assert_eq!(inspect.out(), r#"null ["ndb:dbx"]"#);
+    // On a user network the CLI gives --mac-address to the endpoint.
+    let mac = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "lnk",
+            "--mac-address",
+            "02:00:00:00:00:42",
+            &image,
+            "cat",
+            "/sys/class/net/eth0/address",
+        ])
+        .ok();
+    assert_eq!(mac.out(), "02:00:00:00:00:42");
     let other = env
         .docker
         .run(&[

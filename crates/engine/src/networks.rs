@@ -65,6 +65,8 @@ pub(crate) struct Want {
     pub ip: Option<Ipv4Addr>,
     /// The endpoint's `Links` (`--link` on a user network).
     pub links: Vec<String>,
+    /// `--mac-address` (the endpoint's `MacAddress`).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// What a start gets from [`Engine::setup_network`].
@@ -101,6 +103,15 @@ fn endpoints_config(config: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+pub(crate) fn mac_from(v: &Value) -> Result<Option<[u8; 6]>, Error> {
+    match v.as_str() {
+        None | Some("") => Ok(None),
+        Some(s) => servin_network::ipam::parse_mac(s)
+            .map(Some)
+            .map_err(Error::invalid),
+    }
+}
+
 fn want_from(network: &str, settings: &Value) -> Result<Want, Error> {
     let ip = match settings["IPAMConfig"]["IPv4Address"].as_str() {
         None | Some("") => None,
@@ -121,6 +132,7 @@ fn want_from(network: &str, settings: &Value) -> Result<Want, Error> {
         aliases: strs(&settings["Aliases"]),
         ip,
         links: strs(&settings["Links"]),
+        mac: mac_from(&settings["MacAddress"])?,
     })
 }
 
@@ -144,6 +156,12 @@ pub(crate) fn plan(rec: &ContainerRecord) -> Result<Plan, Error> {
     for (name, s) in &ec {
         if *name != mode {
             wants.push(want_from(name, s)?);
+        }
+    }
+    // `Config.MacAddress` (before API 1.44) is the first network's.
+    if let Some(first) = wants.first_mut() {
+        if first.mac.is_none() {
+            first.mac = mac_from(&rec.config["MacAddress"])?;
         }
     }
     Ok(Plan::Attach(wants))
@@ -531,6 +549,7 @@ impl Engine {
                         netns: path.clone(),
                         links: net_links[i].clone(),
                         dns: dns_servers(&rec.host_config),
+                        mac: w.mac,
                     })
                     .await
                     .map_err(|e| {
@@ -889,6 +908,7 @@ impl Engine {
                         self.net_links(&want.links)?
                     },
                     dns: dns_servers(&rec.host_config),
+                    mac: want.mac,
                 })
                 .await
                 .map_err(net_error)?;

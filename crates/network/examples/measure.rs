@@ -132,6 +132,7 @@ fn req(id: &str, ns: &Path, ports: &[&str]) -> AttachRequest {
         netns: ns.to_path_buf(),
         links: vec![],
         dns: vec![],
+        mac: None,
     }
 }
 

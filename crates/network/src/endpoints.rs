@@ -82,7 +82,7 @@ impl Networks {
             self.cfg.veth_prefix,
             random_hex(14 - self.cfg.veth_prefix.len().min(10))
         );
-        let mac = ipam::mac_for(ip);
+        let mac = req.mac.unwrap_or_else(|| ipam::mac_for(ip));
         let dns_names = if net.is_default_bridge() {
             Vec::new()
         } else {

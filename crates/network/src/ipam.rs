@@ -114,6 +114,28 @@ pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
 }
 
+/// A MAC address a container may take (`--mac-address`): six hex octets
+/// split by `:` or `-`, unicast. The error says what is wrong with it.
+pub fn parse_mac(s: &str) -> std::result::Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("invalid MAC address: {s}"));
+    }
+    for (b, p) in mac.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return Err(format!("invalid MAC address: {s}"));
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| format!("invalid MAC address: {s}"))?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!(
+            "invalid MAC address: {s} is a multicast address; a container's must be unicast"
+        ));
+    }
+    Ok(mac)
+}
+
 /// `02:42:ac:11:00:02`.
 pub fn mac_string(mac: [u8; 6]) -> String {
     mac.iter()
@@ -125,6 +147,26 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mac_addresses_are_six_octets_and_unicast() {
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:99"),
+            Ok([2, 0x42, 0xac, 0x11, 0, 0x99])
+        );
+        assert_eq!(parse_mac("02-00-00-00-00-01"), Ok([2, 0, 0, 0, 0, 1]));
+        for bad in [
+            "zz",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:999",
+            "02:42:ac:11:00:g9",
+        ] {
+            assert_eq!(parse_mac(bad), Err(format!("invalid MAC address: {bad}")));
+        }
+        assert!(parse_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .contains("multicast"));
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()

@@ -187,6 +187,8 @@ pub struct AttachRequest {
     pub links: Vec<NetLink>,
     /// `--dns` servers (see [`Endpoint::dns_servers`]).
     pub dns: Vec<SocketAddr>,
+    /// `--mac-address`; `None`: derived from the address, as Docker's.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// `POST /networks/create`, in our terms.

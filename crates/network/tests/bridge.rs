@@ -23,6 +23,7 @@ fn attach(container: &str, network: &str, ns: &std::path::Path, ports: &[&str]) 
         netns: ns.to_path_buf(),
         links: vec![],
         dns: vec![],
+        mac: None,
     }
 }
 

@@ -82,6 +82,7 @@ fn attach(container: &str, network: &str, ns: &std::path::Path, aliases: &[&str]
         netns: ns.to_path_buf(),
         links: vec![],
         dns: vec![],
+        mac: None,
     }
 }
 

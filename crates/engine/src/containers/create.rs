@@ -245,6 +245,7 @@ impl Engine {
         let mode = crate::networks::network_mode(&hc);
         self.check_links(&mut hc, &mode)?;
         check_sysctls(&hc, &mode)?;
+        crate::networks::mac_from(&body["MacAddress"])?;
         if hc.is_object() {
             hc["NetworkMode"] = json!(crate::networks::network_mode(&hc));
         }
