@@ -1428,3 +1428,114 @@ fn sysctls_set_the_containers_own_namespaces() {
     drop(env);
     leaks.assert_clean();
 }
+
+/// `network create --ip-range --aux-address`: containers get addresses
+/// from the range, never a reserved one; `--ip` may be anywhere in the
+/// subnet; inspect shows both; a range outside the subnet is refused.
+#[test]
+fn ip_ranges_and_aux_addresses_shape_what_containers_get() {
+    needs!("ip_ranges_and_aux_addresses_shape_what_containers_get");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let subnet = free_subnet(5);
+    let prefix = subnet.trim_end_matches("0/24").to_string();
+    let range = format!("{prefix}128/25");
+    let reserved = format!("{prefix}129");
+    env.docker
+        .run(&[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            &subnet,
+            "--ip-range",
+            &range,
+            "--aux-address",
+            &format!("router={reserved}"),
+            "ranged",
+        ])
+        .ok();
+    let ipam = env
+        .docker
+        .run(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{json .IPAM.Config}}",
+            "ranged",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(ipam.out()).unwrap();
+    assert_eq!(v[0]["IPRange"], range);
+    assert_eq!(v[0]["AuxiliaryAddresses"]["router"], reserved);
+
+    let ip = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--network", "ranged"];
+        all.extend_from_slice(args);
+        all.extend([
+            &image[..],
+            "busybox",
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "eth0",
+        ]);
+        env.docker.run(&all).ok().stdout
+    };
+    assert!(
+        ip(&[]).contains(&format!("inet {prefix}130/24")),
+        "{}",
+        ip(&[])
+    );
+    let low = format!("{prefix}5");
+    assert!(ip(&["--ip", &low]).contains(&format!("inet {low}/24")));
+    let taken = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "ranged",
+            "--ip",
+            &reserved,
+            &image,
+            "true",
+        ])
+        .fails();
+    assert!(
+        taken.stderr.contains("Address already in use"),
+        "{}",
+        taken.stderr
+    );
+
+    env.docker.run(&["network", "rm", "ranged"]).ok();
+    // Docker's CLI checks the range itself; the API refuses it too.
+    let body = format!(
+        r#"{{"Name":"bad","IPAM":{{"Config":[{{"Subnet":"{subnet}","IPRange":"10.254.0.0/25"}}]}}}}"#
+    );
+    let req = servin_testkit::http::Request {
+        method: "POST",
+        path: "/networks/create",
+        headers: vec![("Content-Type", "application/json".into())],
+        body: body.as_bytes(),
+    };
+    let resp = servin_testkit::http::unix(
+        &env.daemon.socket(),
+        &req,
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        resp.text().contains(&format!(
+            "invalid ip range 10.254.0.0/25: it is not inside the subnet {subnet}"
+        )),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(network_leftovers(&env), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}

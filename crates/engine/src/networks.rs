@@ -801,17 +801,13 @@ impl Engine {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
-        if opt("IPRange").is_some() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "--ip-range is not supported by Servin yet",
-            ));
-        }
         let req = CreateRequest {
             name: name.to_string(),
             driver: body["Driver"].as_str().unwrap_or("").to_string(),
             subnet: opt("Subnet"),
             gateway: opt("Gateway"),
+            ip_range: opt("IPRange"),
+            aux_addresses: strings(&first["AuxiliaryAddresses"]),
             internal: body["Internal"].as_bool().unwrap_or(false),
             attachable: body["Attachable"].as_bool().unwrap_or(false),
             enable_ipv6: body["EnableIPv6"].as_bool().unwrap_or(false),

@@ -44,14 +44,21 @@ impl Networks {
         if req.ip.is_some() && net.is_default_bridge() {
             return Err(Error::AddressOnDefault);
         }
+        let config = net.ipam.config.first();
         let used: BTreeSet<_> = inner
             .state
             .endpoints
             .iter()
             .filter(|e| e.network_id == net.id)
             .map(|e| e.ip)
+            .chain(
+                config
+                    .into_iter()
+                    .flat_map(|c| c.auxiliary_addresses.values().copied()),
+            )
             .collect();
-        let ip = ipam::allocate(subnet, gateway, &used, req.ip)?.ok_or_else(|| {
+        let range = config.and_then(|c| c.ip_range);
+        let ip = ipam::allocate(subnet, range, gateway, &used, req.ip)?.ok_or_else(|| {
             Error::PoolExhausted {
                 name: net.name.clone(),
                 id: net.id.clone(),

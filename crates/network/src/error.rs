@@ -24,6 +24,14 @@ pub enum Error {
     PoolOverlap(Ipv4Net),
     #[error("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")]
     NoPool,
+    #[error("invalid ip range {0}: {1}")]
+    InvalidRange(String, String),
+    #[error("invalid auxiliary address {name}={value}: {why}")]
+    InvalidAux {
+        name: String,
+        value: String,
+        why: String,
+    },
     #[error("Invalid gateway {gateway}: it is not in subnet {subnet}")]
     GatewayOutside { gateway: Ipv4Addr, subnet: Ipv4Net },
     #[error("no available IPv4 addresses on this network's address pools: {name} ({id})")]
@@ -110,6 +118,8 @@ impl Error {
             | EndpointExists { .. } => ErrorKind::Conflict,
             Predefined(_) => ErrorKind::Conflict,
             InvalidSubnet(..)
+            | InvalidRange(..)
+            | InvalidAux { .. }
             | PoolOverlap(_)
             | GatewayOutside { .. }
             | AddressOutside { .. }

@@ -85,11 +85,45 @@ pub fn is_host(subnet: Ipv4Net, ip: Ipv4Addr) -> bool {
     subnet.contains(&ip) && ip != subnet.network() && ip != subnet.broadcast()
 }
 
+/// `--ip-range`: a CIDR inside the subnet.
+pub fn parse_range(subnet: Ipv4Net, s: &str) -> Result<Ipv4Net> {
+    let range: Ipv4Net = s
+        .parse()
+        .map_err(|_| Error::InvalidRange(s.to_string(), "not an IPv4 CIDR".into()))?;
+    if !subnet.contains(&range) {
+        return Err(Error::InvalidRange(
+            s.to_string(),
+            format!("it is not inside the subnet {subnet}"),
+        ));
+    }
+    Ok(range.trunc())
+}
+
+/// `--aux-address name=ip`: a host address of the subnet.
+pub fn parse_aux(subnet: Ipv4Net, name: &str, value: &str) -> Result<Ipv4Addr> {
+    let bad = |why: String| Error::InvalidAux {
+        name: name.to_string(),
+        value: value.to_string(),
+        why,
+    };
+    let ip: Ipv4Addr = value
+        .parse()
+        .map_err(|_| bad("not an IPv4 address".into()))?;
+    if !is_host(subnet, ip) {
+        return Err(bad(format!(
+            "it is not a host address of the subnet {subnet}"
+        )));
+    }
+    Ok(ip)
+}
+
 /// An address for a new endpoint: `asked` if it is free and in the subnet,
-/// else the lowest free host address. `used` holds the endpoints' addresses;
-/// the gateway is never handed out.
+/// else the lowest free host address of `range` (the subnet when `None`).
+/// `used` holds the endpoints' and the reserved (aux) addresses; the
+/// gateway is never handed out.
 pub fn allocate(
     subnet: Ipv4Net,
+    range: Option<Ipv4Net>,
     gateway: Ipv4Addr,
     used: &BTreeSet<Ipv4Addr>,
     asked: Option<Ipv4Addr>,
@@ -103,9 +137,11 @@ pub fn allocate(
         }
         return Ok(Some(ip));
     }
-    Ok(subnet
+    let from = range.unwrap_or(subnet);
+    Ok(from
         .hosts()
-        .find(|ip| *ip != gateway && !used.contains(ip)))
+        .chain([from.network(), from.broadcast()])
+        .find(|ip| is_host(subnet, *ip) && *ip != gateway && !used.contains(ip)))
 }
 
 /// Docker's MAC for an address: `02:42` and the four address bytes.
@@ -147,6 +183,42 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_and_aux_addresses_narrow_what_is_handed_out() {
+        let s = net("10.9.0.0/24");
+        let gw = Ipv4Addr::new(10, 9, 0, 1);
+        let range = parse_range(s, "10.9.0.128/25").unwrap();
+        let aux = parse_aux(s, "router", "10.9.0.129").unwrap();
+        let used: BTreeSet<_> = [aux].into();
+        assert_eq!(
+            allocate(s, Some(range), gw, &used, None).unwrap(),
+            Some(Ipv4Addr::new(10, 9, 0, 130))
+        );
+        // An asked address may be outside the range, not on a reserved one.
+        let low = Ipv4Addr::new(10, 9, 0, 5);
+        assert_eq!(
+            allocate(s, Some(range), gw, &used, Some(low)).unwrap(),
+            Some(low)
+        );
+        assert!(allocate(s, Some(range), gw, &used, Some(aux)).is_err());
+        // A /31 range: both its addresses are handed out (but never the
+        // subnet's broadcast).
+        let tail = parse_range(s, "10.9.0.254/31").unwrap();
+        assert_eq!(
+            allocate(s, Some(tail), gw, &BTreeSet::new(), None).unwrap(),
+            Some(Ipv4Addr::new(10, 9, 0, 254))
+        );
+        let taken: BTreeSet<_> = [Ipv4Addr::new(10, 9, 0, 254)].into();
+        assert_eq!(allocate(s, Some(tail), gw, &taken, None).unwrap(), None);
+        assert!(parse_range(s, "10.8.0.0/25")
+            .unwrap_err()
+            .to_string()
+            .contains("not inside the subnet 10.9.0.0/24"));
+        assert!(parse_range(s, "bogus").is_err());
+        assert!(parse_aux(s, "x", "10.9.0.255").is_err());
+        assert!(parse_aux(s, "x", "10.9.1.1").is_err());
+    }
 
     #[test]
     fn mac_addresses_are_six_octets_and_unicast() {
@@ -215,29 +287,29 @@ mod tests {
         let s = net("10.9.0.0/29");
         let gw = Ipv4Addr::new(10, 9, 0, 1);
         let mut used = BTreeSet::new();
-        let a = allocate(s, gw, &used, None).unwrap().unwrap();
+        let a = allocate(s, None, gw, &used, None).unwrap().unwrap();
         assert_eq!(a, Ipv4Addr::new(10, 9, 0, 2));
         used.insert(a);
-        let b = allocate(s, gw, &used, Some(Ipv4Addr::new(10, 9, 0, 6))).unwrap();
+        let b = allocate(s, None, gw, &used, Some(Ipv4Addr::new(10, 9, 0, 6))).unwrap();
         assert_eq!(b, Some(Ipv4Addr::new(10, 9, 0, 6)));
         used.insert(b.unwrap());
         assert_eq!(
-            allocate(s, gw, &used, Some(Ipv4Addr::new(10, 9, 0, 6)))
+            allocate(s, None, gw, &used, Some(Ipv4Addr::new(10, 9, 0, 6)))
                 .unwrap_err()
                 .to_string(),
             "Address already in use"
         );
         assert_eq!(
-            allocate(s, gw, &used, Some(Ipv4Addr::new(10, 9, 1, 6)))
+            allocate(s, None, gw, &used, Some(Ipv4Addr::new(10, 9, 1, 6)))
                 .unwrap_err()
                 .to_string(),
             "Invalid address 10.9.1.6: It does not belong to any of this network's subnets"
         );
-        assert!(allocate(s, gw, &used, Some(gw)).is_err());
+        assert!(allocate(s, None, gw, &used, Some(gw)).is_err());
         for ip in [3, 4, 5] {
             used.insert(Ipv4Addr::new(10, 9, 0, ip));
         }
-        assert_eq!(allocate(s, gw, &used, None).unwrap(), None);
+        assert_eq!(allocate(s, None, gw, &used, None).unwrap(), None);
     }
 
     #[test]

@@ -69,6 +69,13 @@ pub struct Ipam {
 pub struct IpamConfig {
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// `--ip-range`: where addresses are handed out from (an asked `--ip`
+    /// may be anywhere in the subnet).
+    #[serde(default, rename = "IPRange", skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
+    /// `--aux-address name=ip`: addresses never handed out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auxiliary_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 /// TCP or UDP.
@@ -199,6 +206,10 @@ pub struct CreateRequest {
     pub driver: String,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    /// `--ip-range` (needs `subnet`).
+    pub ip_range: Option<String>,
+    /// `--aux-address`: name → address (needs `subnet`).
+    pub aux_addresses: BTreeMap<String, String>,
     pub internal: bool,
     pub attachable: bool,
     /// Refused for now: IPv6 is not supported yet.

@@ -326,10 +326,31 @@ impl Networks {
                         "a gateway needs a subnet".into(),
                     ));
                 }
+                if let Some(r) = &req.ip_range {
+                    return Err(Error::InvalidRange(
+                        r.clone(),
+                        "an ip range needs a subnet".into(),
+                    ));
+                }
+                if let Some((name, value)) = req.aux_addresses.iter().next() {
+                    return Err(Error::InvalidAux {
+                        name: name.clone(),
+                        value: value.clone(),
+                        why: "an auxiliary address needs a subnet".into(),
+                    });
+                }
                 ipam::pick_pool(&self.taken(&inner).await?)?
             }
         };
         let gateway = ipam::gateway(subnet, req.gateway.as_deref())?;
+        let ip_range = match &req.ip_range {
+            Some(r) => Some(ipam::parse_range(subnet, r)?),
+            None => None,
+        };
+        let mut aux = BTreeMap::new();
+        for (name, value) in &req.aux_addresses {
+            aux.insert(name.clone(), ipam::parse_aux(subnet, name, value)?);
+        }
         let id = random_id();
         let bridge = match req.options.get(BRIDGE_NAME_OPTION) {
             Some(b) => b.clone(),
@@ -369,6 +390,10 @@ impl Networks {
         );
         net.id = id;
         net.attachable = req.attachable;
+        if let Some(c) = net.ipam.config.first_mut() {
+            c.ip_range = ip_range;
+            c.auxiliary_addresses = aux;
+        }
 
         let created = self
             .host
@@ -600,7 +625,12 @@ fn bridge_network(
         ipam: Ipam {
             driver: "default".into(),
             options: BTreeMap::new(),
-            config: vec![IpamConfig { subnet, gateway }],
+            config: vec![IpamConfig {
+                subnet,
+                gateway,
+                ip_range: None,
+                auxiliary_addresses: BTreeMap::new(),
+            }],
         },
         internal,
         attachable: false,
