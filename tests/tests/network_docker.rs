@@ -1126,9 +1126,11 @@ fn links_give_hosts_variables_and_private_names() {
             "nweb",
             "sh",
             "-c",
-            "busybox nslookup dbx; env; cat /etc/hosts",
+            &format!("busybox nslookup dbx; env; cat /etc/hosts; busybox nslookup {ndb_ip}"),
         ])
         .ok();
+    // A container's address has its reverse name, NAME.NETWORK, as Docker's.
+    assert!(looked.stdout.contains("ndb.lnk"), "{}", looked.stdout);
     assert!(
         looked.stdout.contains(&format!("Address: {ndb_ip}")),
         "{}",

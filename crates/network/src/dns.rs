@@ -1,6 +1,7 @@
 //! The embedded DNS server, Docker's `127.0.0.11`: containers on user
-//! networks find each other by name and alias; everything else goes to the
-//! host's resolvers.
+//! networks find each other by name and alias (and a peer's address by
+//! `PTR`, as `NAME.NETWORK`); everything else goes to the container's own
+//! `--dns` servers, or else to the host's resolvers.
 //!
 //! One server per container: a UDP socket and a TCP listener that a thread
 //! inside the container's netns binds on `127.0.0.11:<port>` (a socket stays
@@ -21,8 +22,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
@@ -44,6 +45,23 @@ pub struct View {
     pub forward: bool,
     /// The container's own resolvers (`--dns`); empty: the directory's.
     pub upstreams: Vec<SocketAddr>,
+    /// Reverse names: a peer's address → `NAME.NETWORK`, as Docker
+    /// answers `PTR` queries for containers.
+    pub reverse: HashMap<Ipv4Addr, String>,
+}
+
+/// The address of an IPv4 reverse name (`2.0.18.172.in-addr.arpa`).
+fn reverse_ip(name: &str) -> Option<Ipv4Addr> {
+    let rest = name.strip_suffix(".in-addr.arpa")?;
+    let mut octets = [0u8; 4];
+    let parts: Vec<&str> = rest.split('.').collect();
+    if parts.len() != 4 {
+        return None;
+    }
+    for (o, p) in octets.iter_mut().rev().zip(parts) {
+        *o = p.parse().ok()?;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Every container's view, replaced whole when endpoints change.
@@ -165,8 +183,15 @@ pub async fn answer(query: &[u8], container: &str, dir: &SharedDirectory) -> Opt
                 .to_ascii()
                 .trim_end_matches('.')
                 .to_ascii_lowercase();
-            view.and_then(|v| v.names.get(&name).cloned())
-                .map(|ips| (q.clone(), ips))
+            let view = view?;
+            if q.query_type() == RecordType::PTR {
+                let target = view.reverse.get(&reverse_ip(&name)?)?;
+                return Some((q.clone(), Local::Ptr(target.clone())));
+            }
+            view.names
+                .get(&name)
+                .cloned()
+                .map(|ips| (q.clone(), Local::A(ips)))
         });
         let upstreams = match view {
             Some(v) if !v.upstreams.is_empty() => v.upstreams.clone(),
@@ -178,12 +203,24 @@ pub async fn answer(query: &[u8], container: &str, dir: &SharedDirectory) -> Opt
     reply.metadata.recursion_desired = msg.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
     reply.add_queries(msg.queries.clone());
-    if let Some((q, ips)) = local {
+    if let Some((q, found)) = local {
         reply.metadata.authoritative = true;
-        if q.query_type() == RecordType::A {
-            for ip in ips {
-                reply.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
+        match found {
+            Local::A(ips) if q.query_type() == RecordType::A => {
+                for ip in ips {
+                    reply.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
+                }
             }
+            Local::Ptr(target) => {
+                if let Ok(name) = Name::from_ascii(format!("{target}.")) {
+                    reply.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        TTL,
+                        RData::PTR(PTR(name)),
+                    ));
+                }
+            }
+            Local::A(_) => {}
         }
         // Other types of a container's name: no data, no error, as Docker.
         return reply.to_vec().ok();
@@ -197,6 +234,12 @@ pub async fn answer(query: &[u8], container: &str, dir: &SharedDirectory) -> Opt
     }
     reply.metadata.response_code = ResponseCode::ServFail;
     reply.to_vec().ok()
+}
+
+/// What a container's view answers for a query.
+enum Local {
+    A(Vec<Ipv4Addr>),
+    Ptr(String),
 }
 
 async fn ask_upstream(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
@@ -250,6 +293,8 @@ mod tests {
         let mut v = View::default();
         v.names
             .insert("web".into(), vec![Ipv4Addr::new(10, 1, 0, 2)]);
+        v.reverse
+            .insert(Ipv4Addr::new(10, 1, 0, 2), "web.front".into());
         d.views.insert("c1".into(), v);
         Arc::new(RwLock::new(d))
     }
@@ -271,6 +316,31 @@ mod tests {
         let r = Message::from_vec(&r).unwrap();
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
         assert!(r.answers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_peers_address_has_its_reverse_name() {
+        let d = dir();
+        let r = answer(&query("2.0.1.10.in-addr.arpa.", RecordType::PTR), "c1", &d)
+            .await
+            .unwrap();
+        let r = Message::from_vec(&r).unwrap();
+        assert_eq!(r.answers.len(), 1);
+        assert_eq!(
+            r.answers[0].data,
+            RData::PTR(PTR(Name::from_ascii("web.front.").unwrap()))
+        );
+        // Another address is not ours to answer (no upstream here).
+        let r = answer(&query("3.0.1.10.in-addr.arpa.", RecordType::PTR), "c1", &d)
+            .await
+            .unwrap();
+        let r = Message::from_vec(&r).unwrap();
+        assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(
+            reverse_ip("2.0.1.10.in-addr.arpa"),
+            Some(Ipv4Addr::new(10, 1, 0, 2))
+        );
+        assert_eq!(reverse_ip("0.1.10.in-addr.arpa"), None);
     }
 
     #[tokio::test]

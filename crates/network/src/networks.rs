@@ -566,6 +566,8 @@ impl Networks {
                         ips.push(peer.ip);
                     }
                 }
+                view.reverse
+                    .insert(peer.ip, format!("{}.{}", peer.container_name, net.name));
             }
             // Its links: the alias names the linked container's address
             // here, for this container only (none when it is elsewhere).
