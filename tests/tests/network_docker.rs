@@ -1541,3 +1541,80 @@ fn ip_ranges_and_aux_addresses_shape_what_containers_get() {
     drop(env);
     leaks.assert_clean();
 }
+
+/// What cannot go with `--network host` or `container:NAME` is refused at
+/// create with Docker's messages, and nothing is made.
+#[test]
+fn options_that_conflict_with_the_network_mode_are_refused() {
+    needs!("options_that_conflict_with_the_network_mode_are_refused");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    env.docker
+        .run(&["run", "-d", "--name", "owner", &image, "sleep", "300"])
+        .ok();
+    let joined = "container:owner";
+    for (mode, extra, message) in [
+        (
+            joined,
+            &["--hostname", "h"][..],
+            "hostname and the network mode",
+        ),
+        (joined, &["--dns", "10.9.9.9"], "dns and the network mode"),
+        (
+            joined,
+            &["--add-host", "a:10.1.1.1"],
+            "custom host-to-IP mapping and the network mode",
+        ),
+        (
+            joined,
+            &["-p", "8080:80"],
+            "port publishing and the container type network mode",
+        ),
+        (
+            joined,
+            &["--expose", "80"],
+            "port exposing and the container type network mode",
+        ),
+        (
+            joined,
+            &["--link", "owner"],
+            "container type network can't be used with links",
+        ),
+        (
+            "host",
+            &["--mac-address", "02:00:00:00:00:01"],
+            "mac-address and the network mode",
+        ),
+    ] {
+        let mut args = vec!["create", "--network", mode];
+        args.extend_from_slice(extra);
+        args.extend([&image[..], "true"]);
+        let out = env.docker.run(&args).fails();
+        assert!(
+            out.stderr
+                .contains(&format!("conflicting options: {message}")),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let all = env.docker.run(&["ps", "-aq"]).ok();
+    assert_eq!(
+        all.stdout.lines().count(),
+        1,
+        "only the owner: {}",
+        all.stdout
+    );
+    // What does go with them still does.
+    let shared = env
+        .docker
+        .run(&["run", "--rm", "--network", joined, &image, "hostname"])
+        .ok();
+    let owner_host = env
+        .docker
+        .run(&["inspect", "-f", "{{.Config.Hostname}}", "owner"])
+        .ok();
+    assert_eq!(shared.out(), owner_host.out());
+    env.docker.run(&["rm", "-f", "owner"]).ok();
+    drop(env);
+    leaks.assert_clean();
+}

@@ -160,12 +160,7 @@ impl Engine {
         if links.is_empty() {
             return Ok(());
         }
-        if mode == "host" {
-            return Err(Error::invalid("conflicting options: host type networking can't be used with links. This would result in undefined behavior"));
-        }
-        if mode.starts_with("container:") {
-            return Err(Error::invalid("conflicting options: container type network can't be used with links. This would result in undefined behavior"));
-        }
+        // host and container: modes were refused (`mode_conflicts`).
         if mode != "bridge" {
             hc["Links"] = Value::Null;
             return Ok(());

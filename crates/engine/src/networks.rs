@@ -136,6 +136,56 @@ fn want_from(network: &str, settings: &Value) -> Result<Want, Error> {
     })
 }
 
+/// Options that cannot go with a `host` or `container:` network mode, with
+/// Docker's messages, in Docker's order.
+fn mode_conflicts(mode: &str, hc: &Value, config: &Value) -> Result<(), Error> {
+    let container = mode.starts_with("container:");
+    let host = mode == "host";
+    let given = |v: &Value| match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    };
+    let conflicts = [
+        (container && given(&config["Hostname"]), "hostname and the network mode"),
+        (
+            container && given(&hc["Links"]),
+            "container type network can't be used with links. This would result in undefined behavior",
+        ),
+        (container && given(&hc["Dns"]), "dns and the network mode"),
+        (
+            container && given(&hc["ExtraHosts"]),
+            "custom host-to-IP mapping and the network mode",
+        ),
+        (
+            (container || host)
+                && (given(&config["MacAddress"])
+                    || endpoints_config(config)
+                        .values()
+                        .any(|s| given(&s["MacAddress"]))),
+            "mac-address and the network mode",
+        ),
+        (
+            container && (given(&hc["PortBindings"]) || given(&hc["PublishAllPorts"])),
+            "port publishing and the container type network mode",
+        ),
+        (
+            container && given(&config["ExposedPorts"]),
+            "port exposing and the container type network mode",
+        ),
+        (
+            host && given(&hc["Links"]),
+            "host type networking can't be used with links. This would result in undefined behavior",
+        ),
+    ];
+    match conflicts.iter().find(|(hit, _)| *hit) {
+        Some((_, what)) => Err(Error::invalid(format!("conflicting options: {what}"))),
+        None => Ok(()),
+    }
+}
+
 /// The plan for a record: its mode, then the networks of its endpoints
 /// config (the mode's network first).
 pub(crate) fn plan(rec: &ContainerRecord) -> Result<Plan, Error> {
@@ -403,6 +453,7 @@ impl Engine {
         body: &Value,
     ) -> Result<Option<Value>, Error> {
         let mode = network_mode(hc);
+        mode_conflicts(&mode, hc, body)?;
         if matches!(mode.as_str(), "host" | "none") {
             return Ok(None);
         }
