@@ -1618,3 +1618,115 @@ fn options_that_conflict_with_the_network_mode_are_refused() {
     drop(env);
     leaks.assert_clean();
 }
+
+/// The bridge driver's options (`network create -o`): the MTU of the
+/// containers' interfaces, no traffic between containers without ICC (the
+/// gateway still answers), no outbound NAT without masquerading, and the
+/// default host address of published ports. A bad value is refused.
+#[test]
+fn bridge_driver_options_are_honoured() {
+    needs!("bridge_driver_options_are_honoured");
+    let (env, image) = env_with_busybox();
+    let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
+    let net = env.daemon.network().unwrap().clone();
+    let subnet = free_subnet(6);
+    let prefix = subnet.trim_end_matches("0/24").to_string();
+    env.docker
+        .run(&[
+            "network",
+            "create",
+            "--subnet",
+            &subnet,
+            "-o",
+            "com.docker.network.driver.mtu=1400",
+            "-o",
+            "com.docker.network.bridge.enable_icc=false",
+            "-o",
+            "com.docker.network.bridge.enable_ip_masquerade=false",
+            "-o",
+            "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+            "opts",
+        ])
+        .ok();
+    let port = free_port();
+    env.docker
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "first",
+            "--network",
+            "opts",
+            "-p",
+            &format!("{port}:80"),
+            &image,
+            "sleep",
+            "300",
+        ])
+        .ok();
+    let first_ip = env
+        .docker
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.opts.IPAddress}}",
+            "first",
+        ])
+        .ok()
+        .out()
+        .to_string();
+    let out = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "opts",
+            &image,
+            "sh",
+            "-c",
+            &format!(
+                "cat /sys/class/net/eth0/mtu; \
+                 busybox ping -c1 -W2 {prefix}1 >/dev/null && echo GATEWAY-OK; \
+                 busybox ping -c1 -W2 {first_ip} >/dev/null && echo PEER-OK; true"
+            ),
+        ])
+        .ok();
+    assert!(out.stdout.starts_with("1400\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("GATEWAY-OK"), "{}", out.stdout);
+    assert!(!out.stdout.contains("PEER-OK"), "{}", out.stdout);
+    let ports = env.docker.run(&["port", "first", "80"]).ok();
+    assert_eq!(ports.out(), format!("127.0.0.1:{port}"));
+    let table = String::from_utf8_lossy(
+        &std::process::Command::new("nft")
+            .args(["list", "table", "ip", &net.table])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(table.contains(&net.subnet), "{table}");
+    assert!(!table.contains(&subnet), "no NAT for {subnet}: {table}");
+
+    let bad = env
+        .docker
+        .run(&[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.driver.mtu=big",
+            "badopt",
+        ])
+        .fails();
+    assert!(
+        bad.stderr
+            .contains("invalid value \"big\" for option com.docker.network.driver.mtu"),
+        "{}",
+        bad.stderr
+    );
+    env.docker.run(&["rm", "-f", "first"]).ok();
+    env.docker.run(&["network", "rm", "opts"]).ok();
+    assert_eq!(network_leftovers(&env), Vec::<String>::new());
+    drop(env);
+    leaks.assert_clean();
+}

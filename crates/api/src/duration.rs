@@ -1,4 +1,15 @@
-//! Go's duration syntax, as Docker's CLI flags and API filters take it.
+//! Go's duration and boolean syntax, as Docker's CLI flags, API filters
+//! and options take them.
+
+/// Go's `strconv.ParseBool`, as Docker's daemon reads boolean options
+/// (`no-new-privileges=…`, a bridge network's `enable_icc`).
+pub fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
 
 /// Go's `time.ParseDuration`, in nanoseconds, with Go's error messages:
 /// a sequence of decimal numbers, each with a unit (`ns`, `us`, `µs`,

@@ -11,7 +11,7 @@ mod sysctl;
 
 pub use bollard_stubs::models;
 pub use digest::{Digest, DigestError};
-pub use duration::parse_go_duration;
+pub use duration::{parse_go_bool, parse_go_duration};
 pub use error::{Error, ErrorKind};
 pub use link::parse_link;
 pub use reference::{ImageRef, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};

@@ -64,9 +64,19 @@ impl Networks {
                 id: net.id.clone(),
             }
         })?;
+        let opts = net.bridge_options()?;
         let ns = netns::open(&req.netns)?;
+        let asked_ports: Vec<_> = req
+            .ports
+            .iter()
+            .map(|p| {
+                let mut p = *p;
+                p.host_ip = p.host_ip.or(opts.host_binding);
+                p
+            })
+            .collect();
         let (published, mut held) = ports::publish(
-            &req.ports,
+            &asked_ports,
             &inner.state.endpoints,
             self.cfg.port_range,
             self.cfg.published_elsewhere,
@@ -124,7 +134,7 @@ impl Networks {
         let mut started_dns = false;
         let made = async {
             self.host
-                .veth_into(&host_veth, &peer, &bridge, mac, &ns)
+                .veth_into(&host_veth, &peer, &bridge, mac, &ns, &opts)
                 .await?;
             let inside = Netlink::open_in(&req.netns).await?;
             let route = (!net.internal).then_some(gateway);

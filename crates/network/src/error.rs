@@ -24,6 +24,8 @@ pub enum Error {
     PoolOverlap(Ipv4Net),
     #[error("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")]
     NoPool,
+    #[error("{0}")]
+    InvalidOption(String),
     #[error("invalid ip range {0}: {1}")]
     InvalidRange(String, String),
     #[error("invalid auxiliary address {name}={value}: {why}")]
@@ -119,6 +121,7 @@ impl Error {
             Predefined(_) => ErrorKind::Conflict,
             InvalidSubnet(..)
             | InvalidRange(..)
+            | InvalidOption(_)
             | InvalidAux { .. }
             | PoolOverlap(_)
             | GatewayOutside { .. }

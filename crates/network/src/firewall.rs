@@ -46,6 +46,8 @@ pub struct NetRules {
     pub bridge: String,
     pub subnet: Ipv4Net,
     pub internal: bool,
+    /// Outbound NAT (`enable_ip_masquerade`, on unless turned off).
+    pub masquerade: bool,
 }
 
 /// One endpoint's published ports.
@@ -226,7 +228,7 @@ pub fn host_rules(table_name: &str, nets: &[NetRules], eps: &[PortRules]) -> Nft
     }
 
     for n in nets {
-        if !n.internal {
+        if !n.internal && n.masquerade {
             b.rule(
                 "postrouting",
                 vec![
@@ -371,6 +373,7 @@ mod tests {
             bridge: "br-a".into(),
             subnet: "10.1.0.0/24".parse().unwrap(),
             internal: false,
+            masquerade: true,
         }];
         let eps = [PortRules {
             ip: Ipv4Addr::new(10, 1, 0, 2),

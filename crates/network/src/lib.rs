@@ -40,6 +40,7 @@ pub mod store;
 
 pub use error::{Error, Result};
 pub use model::{
-    AttachRequest, CreateRequest, Endpoint, NetLink, Network, PortRequest, Proto, PublishedPort,
+    AttachRequest, BridgeOptions, CreateRequest, Endpoint, NetLink, Network, PortRequest, Proto,
+    PublishedPort,
 };
 pub use networks::{Config, ContainerEntry, NetworkInspect, Networks};

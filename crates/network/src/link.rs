@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::{Error, Result};
 use crate::netns;
@@ -150,8 +150,9 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Creates a veth pair `host`/`peer`, puts `host` into `bridge` and up,
-    /// gives `peer` its MAC and moves it into the netns `ns`.
+    /// Creates a veth pair `host`/`peer` (with the network's MTU), puts
+    /// `host` into `bridge` and up (isolated without ICC), gives `peer` its
+    /// MAC and moves it into the netns `ns`.
     pub async fn veth_into(
         &self,
         host: &str,
@@ -159,8 +160,14 @@ impl Netlink {
         bridge: &str,
         mac: [u8; 6],
         ns: &OwnedFd,
+        opts: &crate::model::BridgeOptions,
     ) -> Result<()> {
-        let msg = LinkVeth::new(host, peer).build();
+        let (mtu, isolated) = (opts.mtu, !opts.icc);
+        let mut msg = LinkVeth::new(host, peer);
+        if let Some(mtu) = mtu {
+            msg = msg.mtu(mtu);
+        }
+        let msg = msg.build();
         self.handle
             .link()
             .add(msg)
@@ -180,11 +187,25 @@ impl Netlink {
                 .execute()
                 .await
                 .map_err(nl(format!("attach {host} to {bridge}")))?;
+            if isolated {
+                // An isolated port reaches only the bridge's non-isolated
+                // ones: the host, not the network's other containers.
+                let msg = LinkBridgePort::new(host_index).isolated(true).build();
+                self.handle
+                    .link()
+                    .set_port(msg)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("isolate {host} on {bridge}")))?;
+            }
             let peer_index = self.index(peer).await?;
-            let msg = LinkUnspec::new_with_index(peer_index)
+            let mut msg = LinkUnspec::new_with_index(peer_index)
                 .address(mac.to_vec())
-                .setns_by_fd(ns.as_raw_fd())
-                .build();
+                .setns_by_fd(ns.as_raw_fd());
+            if let Some(mtu) = mtu {
+                msg = msg.mtu(mtu);
+            }
+            let msg = msg.build();
             self.handle
                 .link()
                 .set(msg)

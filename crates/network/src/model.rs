@@ -54,6 +54,65 @@ impl Network {
     pub fn is_default_bridge(&self) -> bool {
         self.name == "bridge"
     }
+
+    /// Its bridge driver options (`network create -o`).
+    pub fn bridge_options(&self) -> crate::Result<BridgeOptions> {
+        BridgeOptions::from(&self.options)
+    }
+}
+
+/// The bridge driver's options Docker has and we honour; the others are
+/// kept and shown, as Docker keeps unknown ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeOptions {
+    /// `com.docker.network.driver.mtu`: the containers' interfaces' MTU.
+    pub mtu: Option<u32>,
+    /// `com.docker.network.bridge.enable_icc`: whether containers of the
+    /// network reach each other (the bridge ports are isolated if not).
+    pub icc: bool,
+    /// `com.docker.network.bridge.enable_ip_masquerade`: outbound NAT.
+    pub masquerade: bool,
+    /// `com.docker.network.bridge.host_binding_ipv4`: the host address of a
+    /// port published without one.
+    pub host_binding: Option<Ipv4Addr>,
+}
+
+impl BridgeOptions {
+    pub fn from(options: &BTreeMap<String, String>) -> crate::Result<BridgeOptions> {
+        let bad = |key: &str, value: &str, why: &str| {
+            crate::Error::InvalidOption(format!("invalid value {value:?} for option {key}: {why}"))
+        };
+        let flag = |key: &str| -> crate::Result<bool> {
+            match options.get(key).map(String::as_str) {
+                None => Ok(true),
+                Some(v) => servin_api::parse_go_bool(v).ok_or_else(|| bad(key, v, "not a boolean")),
+            }
+        };
+        const MTU: &str = "com.docker.network.driver.mtu";
+        const BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+        let mtu = match options.get(MTU) {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(0) => None,
+                Ok(n) if (68..=65535).contains(&n) => Some(n),
+                _ => return Err(bad(MTU, v, "an MTU is a number from 68 to 65535")),
+            },
+        };
+        let host_binding = match options.get(BINDING) {
+            None => None,
+            Some(v) => match v.parse::<Ipv4Addr>() {
+                Ok(ip) if ip.is_unspecified() => None,
+                Ok(ip) => Some(ip),
+                Err(_) => return Err(bad(BINDING, v, "not an IPv4 address")),
+            },
+        };
+        Ok(BridgeOptions {
+            mtu,
+            icc: flag("com.docker.network.bridge.enable_icc")?,
+            masquerade: flag("com.docker.network.bridge.enable_ip_masquerade")?,
+            host_binding,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -343,6 +343,7 @@ impl Networks {
             }
         };
         let gateway = ipam::gateway(subnet, req.gateway.as_deref())?;
+        crate::model::BridgeOptions::from(&req.options)?;
         let ip_range = match &req.ip_range {
             Some(r) => Some(ipam::parse_range(subnet, r)?),
             None => None,
@@ -515,6 +516,7 @@ impl Networks {
                     bridge: n.bridge.clone()?,
                     subnet: n.subnet()?.0,
                     internal: n.internal,
+                    masquerade: n.bridge_options().map_or(true, |o| o.masquerade),
                 })
             })
             .collect();

@@ -90,15 +90,6 @@ struct SecurityOpts {
     no_new_privileges: bool,
 }
 
-/// Go's `strconv.ParseBool`.
-fn go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 /// Parses `HostConfig.SecurityOpt` as Docker's daemon does (`key=value`,
 /// or the old `key:value`); a seccomp profile is checked here so that a bad
 /// one fails the create. SELinux and AppArmor options are accepted and have
@@ -132,7 +123,7 @@ fn security_opts(hc: &Value) -> Result<SecurityOpts, Error> {
                     .map_err(|e| Error::invalid(format!("invalid seccomp profile: {e}")))?;
             }
             "no-new-privileges" => {
-                out.no_new_privileges = go_bool(value)
+                out.no_new_privileges = servin_api::parse_go_bool(value)
                     .ok_or_else(|| Error::invalid(format!("invalid --security-opt 2: {opt:?}")))?;
             }
             _ => return Err(Error::invalid(format!("invalid --security-opt 2: {opt:?}"))),
