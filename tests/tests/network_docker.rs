@@ -659,6 +659,18 @@ fn user_networks_resolve_names_and_aliases() {
     env.docker
         .run(&["network", "disconnect", "back", "db"])
         .ok();
+    // The default bridge has no names, so no aliases either.
+    let aliased = env
+        .docker
+        .run(&["network", "connect", "--alias", "x", "bridge", "db"])
+        .fails();
+    assert!(
+        aliased.stderr.contains(
+            "network-scoped alias is supported only for containers in user defined networks"
+        ),
+        "{}",
+        aliased.stderr
+    );
     // A created container keeps what connect gave it for its start.
     env.docker
         .run(&[

@@ -932,6 +932,11 @@ impl Engine {
                 "user specified IP address is supported on user defined networks only",
             ));
         }
+        if net.is_default_bridge() && !want.aliases.is_empty() {
+            return Err(Error::invalid(
+                "network-scoped alias is supported only for containers in user defined networks",
+            ));
+        }
         let pinned = self.containers().dir(&rec.id).join("netns");
         if rec.state.is_running() {
             if !pinned.exists() {
