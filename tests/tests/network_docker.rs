@@ -1638,7 +1638,7 @@ fn options_that_conflict_with_the_network_mode_are_refused() {
 #[test]
 fn bridge_driver_options_are_honoured() {
     needs!("bridge_driver_options_are_honoured");
-    let (env, image) = env_with_busybox();
+    let (mut env, image) = env_with_busybox();
     let leaks = LeakCheck::new(env.daemon.dir()).without_fds();
     let net = env.daemon.network().unwrap().clone();
     let subnet = free_subnet(6);
@@ -1738,6 +1738,43 @@ fn bridge_driver_options_are_honoured() {
     );
     env.docker.run(&["rm", "-f", "first"]).ok();
     env.docker.run(&["network", "rm", "opts"]).ok();
+
+    // The daemon's --mtu and --icc set the default bridge's, as dockerd's.
+    env.daemon
+        .restart_with(&["--mtu", "1400", "--icc=false"])
+        .unwrap();
+    let options = env
+        .docker
+        .run(&["network", "inspect", "-f", "{{json .Options}}", "bridge"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(options.out()).unwrap();
+    assert_eq!(v["com.docker.network.driver.mtu"], "1400");
+    assert_eq!(v["com.docker.network.bridge.enable_icc"], "false");
+    env.docker
+        .run(&["run", "-d", "--name", "second", &image, "sleep", "300"])
+        .ok();
+    let second_ip = env
+        .docker
+        .run(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "second"])
+        .ok()
+        .out()
+        .to_string();
+    let out = env
+        .docker
+        .run(&[
+            "run",
+            "--rm",
+            &image,
+            "sh",
+            "-c",
+            &format!(
+                "cat /sys/class/net/eth0/mtu; \
+                 busybox ping -c1 -W2 {second_ip} >/dev/null && echo PEER-OK; true"
+            ),
+        ])
+        .ok();
+    assert_eq!(out.stdout, "1400\n", "{}", out.stdout);
+    env.docker.run(&["rm", "-f", "second"]).ok();
     assert_eq!(network_leftovers(&env), Vec::<String>::new());
     drop(env);
     leaks.assert_clean();

@@ -63,6 +63,20 @@ pub struct Args {
     /// default: the first free of Docker's pools, 172.17.0.0/16 first.
     #[arg(long)]
     pub bip: Option<String>,
+    /// The MTU of the default bridge's container interfaces (Docker's
+    /// `--mtu`).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Whether containers on the default bridge reach each other (Docker's
+    /// `--icc`).
+    #[arg(long, value_name = "BOOL")]
+    pub icc: Option<bool>,
+    /// Outbound NAT for the default bridge (Docker's `--ip-masq`).
+    #[arg(long, value_name = "BOOL")]
+    pub ip_masq: Option<bool>,
+    /// The host address of ports published without one (Docker's `--ip`).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// The optional TOML file.
@@ -78,6 +92,10 @@ struct FileSettings {
     bridge_prefix: Option<String>,
     veth_prefix: Option<String>,
     bip: Option<String>,
+    mtu: Option<u32>,
+    icc: Option<bool>,
+    ip_masq: Option<bool>,
+    ip: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +196,29 @@ impl Settings {
                 .parse()
                 .with_context(|| format!("Invalid --bip {b:?}: expected an IPv4 CIDR"))?;
             network.default_subnet = Some(net.trunc());
+        }
+        let bridge_opts = [
+            (
+                "com.docker.network.driver.mtu",
+                args.mtu.or(file.mtu).map(|m| m.to_string()),
+            ),
+            (
+                "com.docker.network.bridge.enable_icc",
+                args.icc.or(file.icc).map(|b| b.to_string()),
+            ),
+            (
+                "com.docker.network.bridge.enable_ip_masquerade",
+                args.ip_masq.or(file.ip_masq).map(|b| b.to_string()),
+            ),
+            (
+                "com.docker.network.bridge.host_binding_ipv4",
+                args.ip.or(file.ip).map(|ip| ip.to_string()),
+            ),
+        ];
+        for (key, value) in bridge_opts {
+            if let Some(v) = value {
+                network.default_bridge_options.insert(key.to_string(), v);
+            }
         }
         let mut insecure_registries = file.insecure_registries.unwrap_or_default();
         insecure_registries.extend(args.insecure_registries);

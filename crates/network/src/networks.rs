@@ -45,6 +45,10 @@ pub struct Config {
     /// host address this machine lacks is accepted and its port held on
     /// every address instead.
     pub published_elsewhere: bool,
+    /// The default bridge's driver options that the daemon sets (Docker's
+    /// `--mtu`, `--icc`, `--ip-masq`, `--ip`), over Docker's defaults, at
+    /// every start.
+    pub default_bridge_options: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -58,6 +62,7 @@ impl Config {
             upstream_dns: None,
             enable_ip_forward: true,
             port_range: ports::EPHEMERAL,
+            default_bridge_options: BTreeMap::new(),
             published_elsewhere: false,
         }
     }
@@ -215,6 +220,15 @@ impl Networks {
                 changed = true;
             }
         }
+        crate::model::BridgeOptions::from(&self.cfg.default_bridge_options)?;
+        if let Some(n) = inner.state.networks.iter_mut().find(|n| n.name == "bridge") {
+            for (k, v) in &self.cfg.default_bridge_options {
+                if n.options.get(k) != Some(v) {
+                    n.options.insert(k.clone(), v.clone());
+                    changed = true;
+                }
+            }
+        }
         if !inner.state.networks.iter().any(|n| n.name == "bridge") {
             let subnet = match self.cfg.default_subnet {
                 Some(s) => s,
@@ -222,7 +236,7 @@ impl Networks {
             };
             let gateway = ipam::gateway(subnet, None)?;
             let bridge = self.cfg.default_bridge();
-            let options = BTreeMap::from([
+            let mut options = BTreeMap::from([
                 (
                     "com.docker.network.bridge.default_bridge".into(),
                     "true".into(),
@@ -239,6 +253,7 @@ impl Networks {
                 (BRIDGE_NAME_OPTION.into(), bridge.clone()),
                 ("com.docker.network.driver.mtu".into(), "1500".into()),
             ]);
+            options.extend(self.cfg.default_bridge_options.clone());
             inner.state.networks.push(bridge_network(
                 "bridge",
                 subnet,

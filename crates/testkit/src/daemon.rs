@@ -315,6 +315,13 @@ impl Daemon {
         self.stop()?;
         self.spawn()
     }
+
+    /// [`Daemon::restart`] with `extra` arguments added for this and later
+    /// starts.
+    pub fn restart_with(&mut self, extra: &[&str]) -> Result<()> {
+        self.opts.args.extend(extra.iter().map(|a| a.to_string()));
+        self.restart()
+    }
 }
 
 impl Drop for Daemon {
