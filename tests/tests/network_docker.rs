@@ -79,6 +79,18 @@ fn network_leftovers(env: &Env) -> Vec<String> {
     left
 }
 
+/// The daemon's answer to a JSON POST (what the docker CLI would check
+/// before sending).
+fn post_json(env: &Env, path: &str, body: &str) -> servin_testkit::http::Response {
+    let req = servin_testkit::http::Request {
+        method: "POST",
+        path,
+        headers: vec![("Content-Type", "application/json".into())],
+        body: body.as_bytes(),
+    };
+    env.daemon.request(&req).unwrap()
+}
+
 /// `nft -a`'s handle of our table: a new one each time it is rewritten.
 fn table_handle(table: &str) -> String {
     let out = std::process::Command::new("nft")
@@ -1418,18 +1430,7 @@ fn sysctls_set_the_containers_own_namespaces() {
     let body = format!(
         r#"{{"Image":"{image}","Cmd":["true"],"HostConfig":{{"Sysctls":{{"vm.swappiness":"1"}}}}}}"#
     );
-    let req = servin_testkit::http::Request {
-        method: "POST",
-        path: "/containers/create",
-        headers: vec![("Content-Type", "application/json".into())],
-        body: body.as_bytes(),
-    };
-    let resp = servin_testkit::http::unix(
-        &env.daemon.socket(),
-        &req,
-        std::time::Duration::from_secs(30),
-    )
-    .unwrap();
+    let resp = post_json(&env, "/containers/create", &body);
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert!(
         resp.text()
@@ -1529,18 +1530,7 @@ fn ip_ranges_and_aux_addresses_shape_what_containers_get() {
     let body = format!(
         r#"{{"Name":"bad","IPAM":{{"Config":[{{"Subnet":"{subnet}","IPRange":"10.254.0.0/25"}}]}}}}"#
     );
-    let req = servin_testkit::http::Request {
-        method: "POST",
-        path: "/networks/create",
-        headers: vec![("Content-Type", "application/json".into())],
-        body: body.as_bytes(),
-    };
-    let resp = servin_testkit::http::unix(
-        &env.daemon.socket(),
-        &req,
-        std::time::Duration::from_secs(30),
-    )
-    .unwrap();
+    let resp = post_json(&env, "/networks/create", &body);
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert!(
         resp.text().contains(&format!(
