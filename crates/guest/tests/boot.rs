@@ -56,12 +56,19 @@ fn can_boot(test: &str) -> bool {
 }
 
 /// The guest image, built once per test run by scripts/build-guest (which
-/// does nothing when no input changed).
+/// does nothing when no input changed), unless the test command has just
+/// built it (`SERVIN_GUEST_PREBUILT=1`: CI drops the build tree after, so a
+/// second run would build everything again).
 fn guest_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let root = repo_root();
         let out = root.join("target/guest");
+        if std::env::var("SERVIN_GUEST_PREBUILT").is_ok_and(|v| v == "1")
+            && out.join("vmlinuz").is_file()
+        {
+            return out;
+        }
         let status = Command::new(root.join("scripts/build-guest"))
             .arg(&out)
             .status()
