@@ -28,6 +28,16 @@ pub use images::{ImageFilter, ListOptions};
 pub use networks::{NetworkConfig, NetworkSubnet};
 pub use system::BuildInfo;
 
+/// The strings of a JSON array (`Cmd`, `Env`, `Links` …); none for
+/// anything else, and non-strings skipped.
+pub(crate) fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect()
+}
+
 /// How many past events `/events?since=` can replay.
 const RECENT_EVENTS: usize = 1024;
 

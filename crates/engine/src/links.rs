@@ -24,12 +24,7 @@ pub(crate) fn parse(link: &str) -> Result<(String, String), Error> {
 }
 
 fn given(hc: &Value) -> Vec<String> {
-    hc["Links"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
+    crate::strs(&hc["Links"])
 }
 
 /// `HostConfig.Links` as inspect shows it: `/NAME:/PARENT/ALIAS`.
@@ -212,12 +207,7 @@ impl Engine {
                     .unwrap_or(&child.id[..12])
                     .to_string(),
                 ports: ports_of(&child),
-                env: child.config["Env"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
+                env: crate::strs(&child.config["Env"]),
                 name: child.name,
                 alias,
                 ip,

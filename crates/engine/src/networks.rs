@@ -120,13 +120,7 @@ fn want_from(network: &str, settings: &Value) -> Result<Want, Error> {
                 .map_err(|_| Error::invalid(format!("invalid IPv4 address: {s}")))?,
         ),
     };
-    let strs = |v: &Value| {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect()
-    };
+    let strs = crate::strs;
     Ok(Want {
         network: network.to_string(),
         aliases: strs(&settings["Aliases"]),
@@ -665,8 +659,6 @@ impl Engine {
         }
     }
 
-    /// The gateway of the default bridge: what `host-gateway` in
-    /// `--add-host` stands for.
     /// A container's address on the default bridge, while it has one.
     pub(crate) fn bridge_address(&self, id: &str) -> Option<Ipv4Addr> {
         self.net()
@@ -676,6 +668,8 @@ impl Engine {
             .map(|(_, e)| e.ip)
     }
 
+    /// The gateway of the default bridge: what `host-gateway` in
+    /// `--add-host` stands for.
     pub(crate) fn host_gateway_ip(&self) -> Option<Ipv4Addr> {
         self.net().find("bridge").and_then(|k| k.gateway)
     }

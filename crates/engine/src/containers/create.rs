@@ -633,13 +633,7 @@ impl Engine {
             .collect();
         let c = &rec.config;
         let hc = &rec.host_config;
-        let strs = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        };
+        let strs = crate::strs;
         let mut args = strs(&c["Entrypoint"]);
         args.extend(strs(&c["Cmd"]));
         let mut hostname = c["Hostname"].as_str().unwrap_or(&rec.id[..12]).to_string();

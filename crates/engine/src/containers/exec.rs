@@ -9,7 +9,7 @@ use servin_api::Error;
 use servin_runtime::{ExecId, ProcessSpec, RuntimeError, ShimClient};
 
 use super::record::Action;
-use crate::Engine;
+use crate::{strs, Engine};
 
 /// One exec instance.
 #[derive(Debug, Clone)]
@@ -22,14 +22,6 @@ pub struct ExecRecord {
     pub attach_stderr: bool,
     pub shim_id: Option<ExecId>,
     pub exit_code: Option<i64>,
-}
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str().map(str::to_string))
-        .collect()
 }
 
 impl Engine {
