@@ -220,6 +220,10 @@ impl Settings {
                 network.default_bridge_options.insert(key.to_string(), v);
             }
         }
+        // Refused here: at network start a bad value would leave the
+        // daemon running with loopback-only containers.
+        servin_network::BridgeOptions::from(&network.default_bridge_options)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut insecure_registries = file.insecure_registries.unwrap_or_default();
         insecure_registries.extend(args.insecure_registries);
         Ok(Self {
