@@ -15,6 +15,7 @@ use common::{
     env_with_busybox, free_port, http_get, http_get_at, run_udp_echo, udp_ask_until_answered,
     udp_ask_until_answered_at, Env,
 };
+use servin_testkit::resolver::FakeResolver;
 use servin_testkit::{require_tools, LeakCheck};
 
 fn is_root() -> bool {
@@ -1216,68 +1217,6 @@ fn links_give_hosts_variables_and_private_names() {
     leaks.assert_clean();
 }
 
-/// A resolver the test runs on a loopback address of the host, port 53
-/// (what `--dns` can name): `outside.test` → `answer`, else NXDOMAIN.
-struct LoopbackResolver {
-    ip: std::net::Ipv4Addr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl LoopbackResolver {
-    fn start(answer: std::net::Ipv4Addr) -> std::io::Result<LoopbackResolver> {
-        use hickory_proto::op::{Message, ResponseCode};
-        use hickory_proto::rr::{rdata::A, RData, Record};
-        let ip = std::net::Ipv4Addr::new(127, 0, 0, 100 + (std::process::id() % 100) as u8);
-        let sock = std::net::UdpSocket::bind((ip, 53))?;
-        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))?;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(q) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
-                r.add_queries(q.queries.clone());
-                match q.queries.first() {
-                    Some(q) if q.name().to_ascii() == "outside.test." => {
-                        if q.query_type() == hickory_proto::rr::RecordType::A {
-                            r.add_answer(Record::from_rdata(
-                                q.name().clone(),
-                                60,
-                                RData::A(A(answer)),
-                            ));
-                        }
-                    }
-                    _ => r.metadata.response_code = ResponseCode::NXDomain,
-                }
-                if let Ok(bytes) = r.to_vec() {
-                    let _ = sock.send_to(&bytes, peer);
-                }
-            }
-        });
-        Ok(LoopbackResolver {
-            ip,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for LoopbackResolver {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// On a user network, names the network does not know go to the
 /// container's own `--dns` servers, as Docker's embedded DNS sends them
 /// (before, ours went to the host's resolvers whatever `--dns` said).
@@ -1285,7 +1224,9 @@ impl Drop for LoopbackResolver {
 fn a_containers_own_dns_servers_answer_what_its_network_does_not_know() {
     needs!("a_containers_own_dns_servers_answer_what_its_network_does_not_know");
     let answer = std::net::Ipv4Addr::new(198, 51, 100, 9);
-    let resolver = match LoopbackResolver::start(answer) {
+    // A loopback address of its own, port 53: what `--dns` can name.
+    let ip = std::net::Ipv4Addr::new(127, 0, 0, 100 + (std::process::id() % 100) as u8);
+    let resolver = match FakeResolver::start((ip, 53).into(), answer) {
         Ok(r) => r,
         Err(e) => {
             let _ = servin_testkit::skip(
@@ -1314,7 +1255,7 @@ fn a_containers_own_dns_servers_answer_what_its_network_does_not_know() {
             "300",
         ])
         .ok();
-    let dns = resolver.ip.to_string();
+    let dns = resolver.addr.ip().to_string();
     let out = env
         .docker
         .run(&[

@@ -6,70 +6,16 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use common::{ask, in_ns, Echo, Env};
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record};
+use hickory_proto::op::ResponseCode;
 use servin_network::{AttachRequest, CreateRequest, Networks};
+use servin_testkit::resolver::FakeResolver;
 
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 /// What the resolver a container names itself (`--dns`) says instead.
 const OUTSIDE_OWN: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
-
-/// A resolver on 127.0.0.1: `outside.test` → `answer`, else NXDOMAIN.
-struct Upstream {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Upstream {
-    fn start(answer: Ipv4Addr) -> Upstream {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let addr = sock.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let q = Message::from_vec(&buf[..n]).unwrap();
-                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
-                r.add_queries(q.queries.clone());
-                let name = q.queries[0].name().clone();
-                if name.to_ascii() == "outside.test." {
-                    r.add_answer(Record::from_rdata(name, 60, RData::A(A(answer))));
-                } else {
-                    r.metadata.response_code = ResponseCode::NXDomain;
-                }
-                sock.send_to(&r.to_vec().unwrap(), peer).unwrap();
-            }
-        });
-        Upstream {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn attach(container: &str, network: &str, ns: &std::path::Path, aliases: &[&str]) -> AttachRequest {
     AttachRequest {
@@ -91,8 +37,9 @@ async fn names_and_aliases_resolve_and_the_rest_is_forwarded() {
     if common::cannot_run("names_and_aliases_resolve_and_the_rest_is_forwarded") {
         return;
     }
-    let upstream = Upstream::start(OUTSIDE);
-    let own_upstream = Upstream::start(OUTSIDE_OWN);
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let upstream = FakeResolver::start(loopback, OUTSIDE).unwrap();
+    let own_upstream = FakeResolver::start(loopback, OUTSIDE_OWN).unwrap();
     let mut env = Env::new("172.30.40.0/24");
     env.cfg.upstream_dns = Some(vec![upstream.addr]);
     let nets = Networks::open(env.cfg.clone()).await.unwrap();

@@ -29,6 +29,7 @@ mod peer;
 mod process;
 mod push;
 mod registry;
+pub mod resolver;
 
 use std::path::{Path, PathBuf};
 
