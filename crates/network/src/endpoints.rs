@@ -305,10 +305,9 @@ impl Networks {
             kept.push(ep);
         }
         inner.store.save(&inner.state)?;
-        // The host rules need no new transaction: `open` installed them for
-        // this state less the gone endpoints, whose removal re-synced. Only
-        // the names the DNS servers answer come from the restored views.
-        self.refresh_directory(&inner.state);
+        // Runs no nft when the rules are those `open` and the removals
+        // installed (the usual case); refreshes the DNS views.
+        self.sync(&mut inner).await?;
         Ok(kept)
     }
 

@@ -558,7 +558,7 @@ impl Networks {
         Ok(())
     }
 
-    pub(crate) fn refresh_directory(&self, state: &State) {
+    fn refresh_directory(&self, state: &State) {
         let mut views: HashMap<String, dns::View> = HashMap::new();
         for e in &state.endpoints {
             let Ok(net) = Self::find(state, &e.network_id) else {
