@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
 use servin_api::{Error, ErrorKind};
-use servin_network::NetLink;
+use servin_network::{ports, NetLink, Proto};
 
 use crate::containers::ContainerRecord;
 use crate::Engine;
@@ -48,8 +48,8 @@ pub(crate) struct Linked {
     pub name: String,
     pub hostname: String,
     pub ip: Ipv4Addr,
-    /// Exposed ports (`80/tcp`), lowest first, TCP before UDP.
-    pub ports: Vec<(u16, String)>,
+    /// Exposed ports, lowest first, TCP before UDP.
+    pub ports: Vec<(u16, Proto)>,
     pub env: Vec<String>,
 }
 
@@ -74,20 +74,22 @@ impl Linked {
         let ip = self.ip;
         let mut env = Vec::new();
         if let Some((port, proto)) = self.ports.first() {
+            let proto = proto.as_str();
             env.push(format!("{prefix}_PORT={proto}://{ip}:{port}"));
         }
         let mut i = 0;
         while i < self.ports.len() {
-            let (start, proto) = &self.ports[i];
+            let (start, proto) = self.ports[i];
             let mut j = i;
             while j + 1 < self.ports.len()
-                && self.ports[j + 1].1 == *proto
+                && self.ports[j + 1].1 == proto
                 && self.ports[j + 1].0 == self.ports[j].0 + 1
             {
                 j += 1;
             }
             if j > i {
                 let end = self.ports[j].0;
+                let proto = proto.as_str();
                 let key = format!("{prefix}_PORT_{start}_{}", proto.to_ascii_uppercase());
                 env.push(format!("{key}_START={proto}://{ip}:{start}"));
                 env.push(format!("{key}_PORT_START={start}"));
@@ -97,6 +99,7 @@ impl Linked {
             i = j + 1;
         }
         for (port, proto) in &self.ports {
+            let proto = proto.as_str();
             let key = format!("{prefix}_PORT_{port}_{}", proto.to_ascii_uppercase());
             env.push(format!("{key}={proto}://{ip}:{port}"));
             env.push(format!("{key}_ADDR={ip}"));
@@ -128,20 +131,14 @@ pub(crate) fn merge_env(links: Vec<String>, own: Vec<String>) -> Vec<String> {
     out
 }
 
-fn ports_of(rec: &ContainerRecord) -> Vec<(u16, String)> {
-    let mut ports: Vec<(u16, String)> = rec.config["ExposedPorts"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, _)| {
-            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
-            Some((port.parse().ok()?, proto.to_string()))
-        })
+/// The container's exposed ports, lowest first, TCP before UDP.
+fn ports_of(rec: &ContainerRecord) -> Vec<(u16, Proto)> {
+    let mut ports: Vec<(u16, Proto)> = crate::networks::exposed(rec)
+        .iter()
+        .filter_map(|key| ports::from_api(key, "", "").ok())
+        .map(|p| (p.container_port, p.proto))
         .collect();
-    ports.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| (a.1 != "tcp").cmp(&(b.1 != "tcp")))
-    });
+    ports.sort();
     ports
 }
 
@@ -246,10 +243,10 @@ mod tests {
             hostname: "h".into(),
             ip: "10.0.0.2".parse().unwrap(),
             ports: vec![
-                (7000, "tcp".into()),
-                (7001, "tcp".into()),
-                (7002, "udp".into()),
-                (9000, "tcp".into()),
+                (7000, Proto::Tcp),
+                (7001, Proto::Tcp),
+                (7002, Proto::Udp),
+                (9000, Proto::Tcp),
             ],
             env: vec!["PATH=/bin".into(), "SECRET=x=y".into()],
         };

@@ -1037,7 +1037,7 @@ fn dns_servers(hc: &Value) -> Vec<std::net::SocketAddr> {
         .collect()
 }
 
-fn exposed(rec: &ContainerRecord) -> Vec<String> {
+pub(crate) fn exposed(rec: &ContainerRecord) -> Vec<String> {
     rec.config["ExposedPorts"]
         .as_object()
         .map(|m| m.keys().cloned().collect())
