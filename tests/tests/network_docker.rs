@@ -194,8 +194,7 @@ fn default_bridge_gives_an_address_a_route_and_nat() {
         ])
         .ok();
     assert_eq!(mac.out(), "02:42:ac:11:00:99");
-    let multicast = env
-        .docker
+    env.docker
         .run(&[
             "run",
             "--rm",
@@ -204,14 +203,7 @@ fn default_bridge_gives_an_address_a_route_and_nat() {
             &image,
             "true",
         ])
-        .fails();
-    assert!(
-        multicast
-            .stderr
-            .contains("01:00:5e:00:00:01 is a multicast address"),
-        "{}",
-        multicast.stderr
-    );
+        .fails_with("01:00:5e:00:00:01 is a multicast address");
 
     // Outbound NAT for the default bridge's subnet, in our own table.
     let table = String::from_utf8_lossy(
@@ -334,16 +326,9 @@ fn default_bridge_gives_an_address_a_route_and_nat() {
         "{}",
         bad.stderr
     );
-    let bad = env
-        .docker
+    env.docker
         .run(&["run", "--rm", "--ip", "10.99.0.5", &image, "true"])
-        .fails();
-    assert!(
-        bad.stderr
-            .contains("user specified IP address is supported on user defined networks only"),
-        "{}",
-        bad.stderr
-    );
+        .fails_with("user specified IP address is supported on user defined networks only");
     assert_eq!(env.docker.run(&["ps", "-aq"]).ok().out(), "");
     drop(env);
     leaks.assert_clean();
@@ -489,8 +474,7 @@ fn published_ports_answer_on_the_hosts_loopback() {
     );
     let outside = TcpListener::bind("0.0.0.0:0").unwrap();
     let p_out = outside.local_addr().unwrap().port();
-    let taken = env
-        .docker
+    env.docker
         .run(&[
             "run",
             "-d",
@@ -502,12 +486,7 @@ fn published_ports_answer_on_the_hosts_loopback() {
             "sleep",
             "600",
         ])
-        .fails();
-    assert!(
-        taken.stderr.contains("port is already allocated"),
-        "{}",
-        taken.stderr
-    );
+        .fails_with("port is already allocated");
     let status = env
         .docker
         .run(&[
@@ -560,13 +539,9 @@ fn user_networks_resolve_names_and_aliases() {
         // forwarded to the host's resolvers (no test query leaves the host).
         .run(&["network", "create", "--internal", "--subnet", &back, "back"])
         .ok();
-    let dup = env.docker.run(&["network", "create", "front"]).fails();
-    assert!(
-        dup.stderr
-            .contains("network with name front already exists"),
-        "{}",
-        dup.stderr
-    );
+    env.docker
+        .run(&["network", "create", "front"])
+        .fails_with("network with name front already exists");
     let ls = env
         .docker
         .run(&[
@@ -634,12 +609,9 @@ fn user_networks_resolve_names_and_aliases() {
         .filter_map(|c| c["Name"].as_str())
         .collect();
     assert_eq!(members, ["db"]);
-    let busy = env.docker.run(&["network", "rm", "front"]).fails();
-    assert!(
-        busy.stderr.contains("has active endpoints"),
-        "{}",
-        busy.stderr
-    );
+    env.docker
+        .run(&["network", "rm", "front"])
+        .fails_with("has active endpoints");
 
     // connect / disconnect a running container.
     env.docker
@@ -673,17 +645,11 @@ fn user_networks_resolve_names_and_aliases() {
         .run(&["network", "disconnect", "back", "db"])
         .ok();
     // The default bridge has no names, so no aliases either.
-    let aliased = env
-        .docker
+    env.docker
         .run(&["network", "connect", "--alias", "x", "bridge", "db"])
-        .fails();
-    assert!(
-        aliased.stderr.contains(
-            "network-scoped alias is supported only for containers in user defined networks"
-        ),
-        "{}",
-        aliased.stderr
-    );
+        .fails_with(
+            "network-scoped alias is supported only for containers in user defined networks",
+        );
     // A created container keeps what connect gave it for its start.
     env.docker
         .run(&[
@@ -1042,19 +1008,10 @@ fn links_give_hosts_variables_and_private_names() {
     assert_eq!(links.out(), r#"["/db:/later/database"]"#);
 
     // Bad links: nothing is made or started.
-    let unknown = env
-        .docker
+    env.docker
         .run(&["run", "--rm", "--link", "nosuch:x", &image, "true"])
-        .fails();
-    assert!(
-        unknown
-            .stderr
-            .contains("could not get container for nosuch: No such container: nosuch"),
-        "{}",
-        unknown.stderr
-    );
-    let host = env
-        .docker
+        .fails_with("could not get container for nosuch: No such container: nosuch");
+    env.docker
         .run(&[
             "run",
             "--rm",
@@ -1065,13 +1022,7 @@ fn links_give_hosts_variables_and_private_names() {
             &image,
             "true",
         ])
-        .fails();
-    assert!(
-        host.stderr
-            .contains("conflicting options: host type networking can't be used with links"),
-        "{}",
-        host.stderr
-    );
+        .fails_with("conflicting options: host type networking can't be used with links");
     env.docker
         .run(&["create", "--name", "idle", &image, "true"])
         .ok();
@@ -1338,8 +1289,7 @@ fn sysctls_set_the_containers_own_namespaces() {
         "the host's value stays"
     );
 
-    let host = env
-        .docker
+    env.docker
         .run(&[
             "run",
             "--rm",
@@ -1350,24 +1300,11 @@ fn sysctls_set_the_containers_own_namespaces() {
             &image,
             "true",
         ])
-        .fails();
-    assert!(
-        host.stderr
-            .contains("sysctl \"net.core.somaxconn\" not allowed in host network namespace"),
-        "{}",
-        host.stderr
-    );
+        .fails_with("sysctl \"net.core.somaxconn\" not allowed in host network namespace");
     // Docker's CLI refuses what is not namespaced; the API does too.
-    let cli = env
-        .docker
+    env.docker
         .run(&["run", "--rm", "--sysctl", "vm.swappiness=1", &image, "true"])
-        .fails();
-    assert!(
-        cli.stderr
-            .contains("sysctl 'vm.swappiness=1' is not allowed"),
-        "{}",
-        cli.stderr
-    );
+        .fails_with("sysctl 'vm.swappiness=1' is not allowed");
     let body = format!(
         r#"{{"Image":"{image}","Cmd":["true"],"HostConfig":{{"Sysctls":{{"vm.swappiness":"1"}}}}}}"#
     );
@@ -1447,8 +1384,7 @@ fn ip_ranges_and_aux_addresses_shape_what_containers_get() {
     );
     let low = format!("{prefix}5");
     assert!(ip(&["--ip", &low]).contains(&format!("inet {low}/24")));
-    let taken = env
-        .docker
+    env.docker
         .run(&[
             "run",
             "--rm",
@@ -1459,12 +1395,7 @@ fn ip_ranges_and_aux_addresses_shape_what_containers_get() {
             &image,
             "true",
         ])
-        .fails();
-    assert!(
-        taken.stderr.contains("Address already in use"),
-        "{}",
-        taken.stderr
-    );
+        .fails_with("Address already in use");
 
     env.docker.run(&["network", "rm", "ranged"]).ok();
     // Docker's CLI checks the range itself; the API refuses it too.

@@ -55,6 +55,17 @@ impl Output {
         self
     }
 
+    /// Returns self when the command failed and its stderr says `needle`,
+    /// else panics showing both streams.
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Self {
+        let out = self.fails();
+        if !out.stderr.contains(needle) {
+            panic!("expected {needle:?} in stderr\n{out}");
+        }
+        out
+    }
+
     /// stdout without the trailing newline.
     pub fn out(&self) -> &str {
         self.stdout.trim_end_matches('\n')
