@@ -80,28 +80,7 @@ fn kill_during_pull_leaves_no_half_image() {
 fn a_second_daemon_on_the_same_data_root_is_refused() {
     let mut daemon = servin_testkit::Daemon::start(Default::default()).unwrap();
     let other_socket = daemon.dir().join("other.sock");
-    let mut second = Command::new(servin_testkit::bin_path("servind").unwrap())
-        .arg("--data-root")
-        .arg(daemon.data_root())
-        .arg("-H")
-        .arg(format!("unix://{}", other_socket.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while second.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("a second servind runs on the data root of the first");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let second = second.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success(), "{stderr}");
+    let stderr = servin_testkit::refused_start(&daemon.data_root(), &other_socket, &[]);
     let first_pid = std::fs::read_to_string(daemon.data_root().join("servind.lock")).unwrap();
     assert!(
         stderr.contains(&format!(

@@ -1640,33 +1640,11 @@ fn bridge_driver_options_are_honoured() {
 
     // A bad value stops the daemon at its start, with what is wrong
     // (rather than serving loopback-only containers).
-    let root = env.daemon.dir().join("bad-mtu-root");
-    let mut bad_daemon = std::process::Command::new(servin_testkit::bin_path("servind").unwrap())
-        .arg("--data-root")
-        .arg(&root)
-        .arg("-H")
-        .arg(format!(
-            "unix://{}",
-            env.daemon.dir().join("bad.sock").display()
-        ))
-        .args(["--mtu", "10"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bad_daemon.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = bad_daemon.kill();
-            let _ = bad_daemon.wait();
-            panic!("servind --mtu 10 keeps running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let refused = bad_daemon.wait_with_output().unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = servin_testkit::refused_start(
+        &env.daemon.dir().join("bad-mtu-root"),
+        &env.daemon.dir().join("bad.sock"),
+        &["--mtu", "10"],
+    );
     assert!(
         stderr.contains("invalid value \"10\" for option com.docker.network.driver.mtu"),
         "{stderr}"

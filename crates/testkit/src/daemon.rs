@@ -341,6 +341,38 @@ impl Drop for Daemon {
 /// (`<hierarchy>/servin/<id>`) and removes those cgroups: a container
 /// process (pivoted root, own netns) names no path under the daemon's dir,
 /// so a test that fails midway would otherwise leave it running.
+/// Starts servind on `data_root` and `socket` with `extra` arguments, for
+/// a start that must be refused: returns its stderr once it has exited
+/// with a failure. Panics if it still runs after 30 s, or exits 0.
+pub fn refused_start(data_root: &Path, socket: &Path, extra: &[&str]) -> String {
+    let mut child = Command::new(crate::bin_path("servind").expect("servind is built"))
+        .arg("--data-root")
+        .arg(data_root)
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn servind");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait for servind").is_none() {
+        if Instant::now() > deadline {
+            process::kill9(&mut child);
+            panic!("servind {extra:?} on {} keeps running", data_root.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("servind's stderr");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "servind {extra:?} exited 0: {stderr}"
+    );
+    stderr
+}
+
 fn kill_container_cgroups(data_root: &Path) {
     let Ok(entries) = std::fs::read_dir(data_root.join("containers")) else {
         return;

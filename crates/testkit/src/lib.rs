@@ -37,7 +37,8 @@ use anyhow::{bail, Result};
 
 pub use cli::{docker, servin, Cli, Output};
 pub use daemon::{
-    Daemon, DaemonOpts, TestNetwork, TEST_BRIDGE_PREFIX, TEST_NFT_PREFIX, TEST_VETH_PREFIX,
+    refused_start, Daemon, DaemonOpts, TestNetwork, TEST_BRIDGE_PREFIX, TEST_NFT_PREFIX,
+    TEST_VETH_PREFIX,
 };
 pub use fixture::{Fixture, FixtureImage, ImageBuilder, Platform, BUSYBOX_APPLETS, DEFAULT_PATH};
 pub use layer::{Compression, Fill, LayerBlob, LayerSpec};
