@@ -50,18 +50,12 @@ pub struct View {
     pub reverse: HashMap<Ipv4Addr, String>,
 }
 
-/// The address of an IPv4 reverse name (`2.0.18.172.in-addr.arpa`).
-fn reverse_ip(name: &str) -> Option<Ipv4Addr> {
-    let rest = name.strip_suffix(".in-addr.arpa")?;
-    let mut octets = [0u8; 4];
-    let parts: Vec<&str> = rest.split('.').collect();
-    if parts.len() != 4 {
-        return None;
+/// The address of a full IPv4 reverse name (`2.0.18.172.in-addr.arpa.`).
+fn reverse_ip(name: &Name) -> Option<Ipv4Addr> {
+    match name.parse_arpa_name().ok()? {
+        ipnet::IpNet::V4(net) if net.prefix_len() == 32 => Some(net.addr()),
+        _ => None,
     }
-    for (o, p) in octets.iter_mut().rev().zip(parts) {
-        *o = p.parse().ok()?;
-    }
-    Some(Ipv4Addr::from(octets))
 }
 
 /// Every container's view, replaced whole when endpoints change.
@@ -185,7 +179,7 @@ pub async fn answer(query: &[u8], container: &str, dir: &SharedDirectory) -> Opt
                 .to_ascii_lowercase();
             let view = view?;
             if q.query_type() == RecordType::PTR {
-                let target = view.reverse.get(&reverse_ip(&name)?)?;
+                let target = view.reverse.get(&reverse_ip(q.name())?)?;
                 return Some((q.clone(), Local::Ptr(target.clone())));
             }
             view.names
@@ -336,11 +330,13 @@ mod tests {
             .unwrap();
         let r = Message::from_vec(&r).unwrap();
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+        let arpa = |s| Name::from_ascii(s).unwrap();
         assert_eq!(
-            reverse_ip("2.0.1.10.in-addr.arpa"),
+            reverse_ip(&arpa("2.0.1.10.in-addr.arpa.")),
             Some(Ipv4Addr::new(10, 1, 0, 2))
         );
-        assert_eq!(reverse_ip("0.1.10.in-addr.arpa"), None);
+        assert_eq!(reverse_ip(&arpa("0.1.10.in-addr.arpa.")), None);
+        assert_eq!(reverse_ip(&arpa("web.front.")), None);
     }
 
     #[tokio::test]
